@@ -1,0 +1,449 @@
+"""Who is calling: users, passwords, access and refresh tokens, API tokens.
+
+Access tokens are short-lived HS256 JWTs. Refresh tokens and API tokens are random strings
+stored only as SHA-256 digests; refresh tokens rotate, and reusing a rotated one revokes its
+whole family (the login it came from). Every request reloads its user, so deactivating a user
+or changing a password takes effect at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.exc import IntegrityError
+
+from db import identity as store
+from db import server_state
+from db.base import utcnow
+from db.engine import Database
+from db.identity import ApiToken, User
+from domain.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
+from domain.pagination import Page, decode_cursor, encode_cursor, page_size
+from domain.ratelimit import LoginThrottle
+
+API_TOKEN_PREFIX = "hf_"
+REFRESH_TOKEN_PREFIX = "hfr_"
+JWT_ALGORITHM = "HS256"
+JWT_ISSUER = "holdfast"
+API_TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
+LOGIN_FAILED = "wrong username or password"
+
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+MAX_TOKEN_NAME_LENGTH = 100
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    USER = "user"
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    jwt_secret: str
+    access_token_ttl: int
+    refresh_token_ttl: int
+    registration_open: bool
+    password_time_cost: int = 3
+    password_memory_kib: int = 65536
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a successful login or refresh hands back."""
+
+    access_token: str
+    access_token_expires_at: datetime
+    refresh_token: str
+    user: User
+
+
+@dataclass(frozen=True)
+class NewApiToken:
+    secret: str
+    token: ApiToken
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def validate_username(username: str) -> str:
+    if not USERNAME_PATTERN.match(username):
+        raise BadUserInput(
+            "username must be 2-64 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit",
+            field="username",
+        )
+    return username
+
+
+def validate_email(email: str) -> str:
+    email = email.strip()
+    if len(email) > 254 or not EMAIL_PATTERN.match(email):
+        raise BadUserInput("email is not a valid address", field="email")
+    return email
+
+
+def validate_password(password: str, field: str = "password") -> str:
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH or not password.strip():
+        raise BadUserInput(
+            f"password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters",
+            field=field,
+        )
+    return password
+
+
+async def shared_jwt_secret(db: Database) -> str:
+    """The signing key every replica uses when none is configured: made once, kept in the db."""
+    async with db.transaction() as session:
+        return await server_state.get_or_create_secret(
+            session, "jwt_secret", secrets.token_urlsafe(48)
+        )
+
+
+def require_admin(actor: User) -> None:
+    if actor.role != Role.ADMIN:
+        raise Forbidden("only an admin may do this")
+
+
+class Identity:
+    def __init__(self, db: Database, config: IdentityConfig, throttle: LoginThrottle) -> None:
+        self.db = db
+        self.config = config
+        self.throttle = throttle
+        self._hasher = PasswordHasher(
+            time_cost=config.password_time_cost, memory_cost=config.password_memory_kib
+        )
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+
+    # -- passwords: argon2 runs in a thread, never inside a transaction ---------------------
+
+    async def _hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        def verify() -> bool:
+            try:
+                return self._hasher.verify(password_hash, password)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await asyncio.to_thread(verify)
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    def _access_token(self, user: User, now: datetime) -> tuple[str, datetime]:
+        expires_at = now + timedelta(seconds=self.config.access_token_ttl)
+        claims = {
+            "iss": JWT_ISSUER,
+            "sub": str(user.id),
+            "ver": user.token_version,
+            "iat": int(now.timestamp()),
+            "exp": int(expires_at.timestamp()),
+        }
+        token = jwt.encode(claims, self.config.jwt_secret, algorithm=JWT_ALGORITHM)
+        return token, expires_at.replace(microsecond=0)
+
+    async def _start_session(self, session, user: User, family: str, now: datetime) -> Session:
+        refresh_token = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        await store.add(
+            session,
+            store.RefreshToken(
+                user_id=user.id,
+                family=family,
+                token_hash=digest(refresh_token),
+                created_at=now,
+                expires_at=now + timedelta(seconds=self.config.refresh_token_ttl),
+            ),
+        )
+        access_token, expires_at = self._access_token(user, now)
+        return Session(access_token, expires_at, refresh_token, user)
+
+    async def authenticate(self, bearer: str) -> User:
+        """The active user a bearer credential (JWT or API token) belongs to."""
+        now = utcnow()
+        if bearer.startswith(API_TOKEN_PREFIX):
+            async with self.db.transaction() as session:
+                token = await store.get_api_token(session, digest(bearer))
+                if token is None or (token.expires_at is not None and token.expires_at <= now):
+                    raise Unauthenticated("the API token is invalid, expired or revoked")
+                user = await store.get_user(session, token.user_id)
+                if user is None or not user.active:
+                    raise Unauthenticated("the API token's user is not active")
+                if token.last_used_at is None or now - token.last_used_at > API_TOKEN_TOUCH_INTERVAL:
+                    await store.touch_api_token(session, token.id, now)
+                return user
+        try:
+            claims = jwt.decode(
+                bearer,
+                self.config.jwt_secret,
+                algorithms=[JWT_ALGORITHM],
+                issuer=JWT_ISSUER,
+                options={"require": ["exp", "iat", "sub", "iss"]},
+            )
+            user_id = int(claims["sub"])
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the access token has expired", reason="expired") from None
+        except (jwt.InvalidTokenError, ValueError):
+            raise Unauthenticated("the access token is invalid") from None
+        async with self.db.transaction() as session:
+            user = await store.get_user(session, user_id)
+        if user is None or not user.active or claims.get("ver") != user.token_version:
+            raise Unauthenticated("the access token has been revoked")
+        return user
+
+    async def login(self, username: str, password: str, client_address: str | None) -> Session:
+        await self.throttle.hit(username, client_address)
+        async with self.db.transaction() as session:
+            found = await store.get_user_by_username(session, username)
+        if found is None:
+            await self._verify(self._dummy_hash, password)
+            raise Unauthenticated(LOGIN_FAILED)
+        if not await self._verify(found.password_hash, password) or not found.active:
+            raise Unauthenticated(LOGIN_FAILED)
+        new_hash = None
+        if self._hasher.check_needs_rehash(found.password_hash):
+            new_hash = await self._hash(password)
+        async with self.db.transaction() as session:
+            user = await store.get_user(session, found.id)
+            if user is None or not user.active:
+                raise Unauthenticated(LOGIN_FAILED)
+            if new_hash is not None:
+                user.password_hash = new_hash
+            return await self._start_session(session, user, secrets.token_hex(16), utcnow())
+
+    async def refresh(self, refresh_token: str) -> Session:
+        now = utcnow()
+        reused = False
+        async with self.db.transaction() as session:
+            token = await store.get_refresh_token(session, digest(refresh_token))
+            if token is None or token.revoked_at is not None or token.expires_at <= now:
+                raise Unauthenticated("the refresh token is invalid, expired or revoked")
+            user = await store.get_user(session, token.user_id)
+            if user is None or not user.active:
+                raise Unauthenticated("the refresh token is invalid, expired or revoked")
+            if token.used_at is None and await store.mark_refresh_token_used(
+                session, token.id, now
+            ):
+                return await self._start_session(session, user, token.family, now)
+            reused = True
+        if reused:
+            async with self.db.transaction() as session:
+                await store.revoke_refresh_family(session, token.family, now)
+        raise Unauthenticated(
+            "the refresh token was already used; every session of that login is now signed out",
+            reason="reused",
+        )
+
+    async def logout(self, refresh_token: str) -> bool:
+        async with self.db.transaction() as session:
+            token = await store.get_refresh_token(session, digest(refresh_token))
+            if token is None or token.revoked_at is not None:
+                return False
+            await store.revoke_refresh_family(session, token.family, utcnow())
+            return True
+
+    # -- users -----------------------------------------------------------------------------
+
+    async def _new_user(
+        self, username: str, email: str, password: str, role: Role, *, only_if_first=False
+    ) -> User | None:
+        validate_username(username)
+        email = validate_email(email)
+        validate_password(password)
+        user = User(
+            username=username,
+            email=email,
+            password_hash=await self._hash(password),
+            role=role.value,
+            active=True,
+        )
+        taken = Conflict(f"the username {username!r} is taken", field="username")
+        try:
+            async with self.db.transaction() as session:
+                if only_if_first and await store.count_users(session) > 0:
+                    return None
+                if await store.get_user_by_username(session, username) is not None:
+                    raise taken
+                await store.add(session, user)
+        except IntegrityError:
+            raise taken from None
+        return user
+
+    async def create_user(
+        self, actor: User, username: str, email: str, password: str, role: Role | None
+    ) -> User:
+        require_admin(actor)
+        return await self._new_user(username, email, password, role or Role.USER)
+
+    async def register(
+        self, username: str, email: str, password: str, client_address: str | None
+    ) -> Session:
+        """Create one's own account when registration is open, and sign in."""
+        if not self.config.registration_open:
+            raise Forbidden("registration is closed; ask an admin for an account")
+        await self.throttle.hit(username, client_address)
+        user = await self._new_user(username, email, password, Role.USER)
+        async with self.db.transaction() as session:
+            return await self._start_session(session, user, secrets.token_hex(16), utcnow())
+
+    async def ensure_admin(self, username: str, email: str, password: str | None) -> str | None:
+        """Create the first admin when there are no users; return a generated password."""
+        async with self.db.transaction() as session:
+            if await store.count_users(session) > 0:
+                return None
+        generated = None if password else secrets.token_urlsafe(15)
+        try:
+            created = await self._new_user(
+                username, email, password or generated, Role.ADMIN, only_if_first=True
+            )
+        except Conflict:
+            return None
+        return generated if created is not None else None
+
+    async def get_user(self, actor: User, user_id: int) -> User:
+        if actor.id != user_id:
+            require_admin(actor)
+        async with self.db.transaction() as session:
+            user = await store.get_user(session, user_id)
+        if user is None:
+            raise NotFound(f"no user with id {user_id}")
+        return user
+
+    async def list_users(self, actor: User, first: int | None, after: str | None) -> Page[User]:
+        require_admin(actor)
+        limit = page_size(first)
+        after_id = decode_cursor("user", after)
+        async with self.db.transaction() as session:
+            users, total = await store.list_users(session, after_id=after_id, limit=limit + 1)
+        return Page(
+            items=users[:limit],
+            cursors=[encode_cursor("user", user.id) for user in users[:limit]],
+            total=total,
+            has_next=len(users) > limit,
+        )
+
+    async def update_user(
+        self,
+        actor: User,
+        user_id: int,
+        *,
+        email: str | None = None,
+        role: Role | None = None,
+        active: bool | None = None,
+    ) -> User:
+        require_admin(actor)
+        now = utcnow()
+        async with self.db.transaction() as session:
+            user = await store.get_user(session, user_id)
+            if user is None:
+                raise NotFound(f"no user with id {user_id}")
+            if email is not None:
+                user.email = validate_email(email)
+            losing_admin = user.role == Role.ADMIN and user.active and (
+                (role is not None and role != Role.ADMIN) or active is False
+            )
+            if losing_admin and await store.count_active_admins(session, lock=True) <= 1:
+                raise Conflict("the last active admin cannot be demoted or deactivated")
+            if role is not None:
+                user.role = role.value
+            if active is not None:
+                user.active = active
+                if not active:
+                    await store.revoke_user_refresh_tokens(session, user.id, now)
+            await session.flush()
+            return user
+
+    async def delete_user(self, actor: User, user_id: int) -> None:
+        require_admin(actor)
+        async with self.db.transaction() as session:
+            user = await store.get_user(session, user_id)
+            if user is None:
+                raise NotFound(f"no user with id {user_id}")
+            if (
+                user.role == Role.ADMIN
+                and user.active
+                and await store.count_active_admins(session, lock=True) <= 1
+            ):
+                raise Conflict("the last active admin cannot be deleted")
+            await store.delete_user(session, user)
+
+    async def _set_password(self, session, user: User, password_hash: str) -> None:
+        user.password_hash = password_hash
+        user.token_version += 1
+        await store.revoke_user_refresh_tokens(session, user.id, utcnow())
+
+    async def reset_password(self, actor: User, user_id: int, new_password: str) -> User:
+        """An admin sets a user's password; every session of that user ends."""
+        require_admin(actor)
+        validate_password(new_password, field="newPassword")
+        password_hash = await self._hash(new_password)
+        async with self.db.transaction() as session:
+            user = await store.get_user(session, user_id)
+            if user is None:
+                raise NotFound(f"no user with id {user_id}")
+            await self._set_password(session, user, password_hash)
+            return user
+
+    async def change_password(
+        self, actor: User, current_password: str, new_password: str
+    ) -> Session:
+        """Change one's own password: other sessions end, this one gets fresh tokens."""
+        validate_password(new_password, field="newPassword")
+        if not await self._verify(actor.password_hash, current_password):
+            raise BadUserInput("the current password is wrong", field="currentPassword")
+        password_hash = await self._hash(new_password)
+        async with self.db.transaction() as session:
+            user = await store.get_user(session, actor.id)
+            if user is None or user.password_hash != actor.password_hash:
+                raise Conflict("the password changed meanwhile; sign in again")
+            await self._set_password(session, user, password_hash)
+            return await self._start_session(session, user, secrets.token_hex(16), utcnow())
+
+    # -- API tokens ------------------------------------------------------------------------
+
+    async def create_api_token(
+        self, actor: User, name: str, expires_at: datetime | None
+    ) -> NewApiToken:
+        name = name.strip()
+        if not 1 <= len(name) <= MAX_TOKEN_NAME_LENGTH:
+            raise BadUserInput(
+                f"name must be 1 to {MAX_TOKEN_NAME_LENGTH} characters", field="name"
+            )
+        now = utcnow()
+        if expires_at is not None and expires_at.tzinfo is None:
+            raise BadUserInput("expiresAt needs a UTC offset", field="expiresAt")
+        if expires_at is not None and expires_at <= now:
+            raise BadUserInput("expiresAt must be in the future", field="expiresAt")
+        secret = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = ApiToken(
+            user_id=actor.id,
+            name=name,
+            token_hash=digest(secret),
+            created_at=now,
+            expires_at=expires_at,
+        )
+        async with self.db.transaction() as session:
+            await store.add(session, token)
+        return NewApiToken(secret, token)
+
+    async def list_api_tokens(self, actor: User) -> list[ApiToken]:
+        async with self.db.transaction() as session:
+            return await store.list_api_tokens(session, actor.id)
+
+    async def revoke_api_token(self, actor: User, token_id: int) -> None:
+        async with self.db.transaction() as session:
+            if not await store.delete_api_token(session, token_id, actor.id):
+                raise NotFound(f"you have no API token with id {token_id}")

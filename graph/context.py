@@ -1,0 +1,65 @@
+"""Per-request context: the services, who is calling, and a request id for logs and errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from db.identity import User
+from domain.errors import BadUserInput, Unauthenticated
+from domain.identity import Identity
+
+
+@dataclass
+class Services:
+    """Everything a resolver may call, built once per process by the server."""
+
+    identity: Identity
+
+
+@dataclass
+class Context:
+    services: Services
+    request: Any
+    request_id: str
+    client_address: str | None
+    authorization: str | None = None
+    """The raw `Authorization` value: a header, or a websocket's connection_init payload."""
+    connection_params: dict[str, Any] | None = None
+    _viewer: User | None = field(default=None, repr=False)
+    _authenticated: bool = field(default=False, repr=False)
+
+    async def viewer(self) -> User | None:
+        """The caller, or None without credentials; a bad credential is UNAUTHENTICATED."""
+        if not self._authenticated:
+            bearer = bearer_token(self.authorization)
+            if bearer is not None:
+                self._viewer = await self.services.identity.authenticate(bearer)
+            self._authenticated = True
+        return self._viewer
+
+    async def require_viewer(self) -> User:
+        viewer = await self.viewer()
+        if viewer is None:
+            raise Unauthenticated("sign in first: send Authorization: Bearer <token>")
+        return viewer
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer …` value; None when absent."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def decode_id(value: str, field: str = "id") -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise BadUserInput(f"{field} is not a valid id", field=field) from None
+    if number <= 0:
+        raise BadUserInput(f"{field} is not a valid id", field=field)
+    return number

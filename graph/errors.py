@@ -1,0 +1,98 @@
+"""Every error leaves with `extensions.code`; anything unexpected is masked and logged.
+
+Codes: the domain's (UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, BAD_USER_INPUT, CONFLICT,
+RATE_LIMITED), GRAPHQL_PARSE_FAILED and GRAPHQL_VALIDATION_FAILED for documents that cannot run,
+BAD_USER_INPUT for variables that do not fit, and INTERNAL_SERVER_ERROR with a `requestId`.
+"""
+
+import logging
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from domain.errors import DomainError
+
+logger = logging.getLogger("holdfast.graphql")
+
+INTERNAL_MESSAGE = "Internal server error"
+
+
+def is_expected(error: GraphQLError) -> bool:
+    return error.original_error is None or isinstance(error.original_error, DomainError)
+
+
+def log_unexpected(errors: list[GraphQLError], request_id: str | None) -> None:
+    """Log what will be masked, with the request id; never the query (it may hold secrets)."""
+    for error in errors:
+        if not is_expected(error):
+            original = error.original_error
+            logger.error(
+                "request %s: %s at %s",
+                request_id,
+                type(original).__name__,
+                ".".join(str(part) for part in error.path or ()) or "-",
+                exc_info=(type(original), original, original.__traceback__),
+            )
+
+
+class ErrorCodes(SchemaExtension):
+    def on_parse(self) -> Iterator[None]:
+        self._phase = "parse"
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        self._phase = "validate"
+        yield
+
+    def on_execute(self) -> Iterator[None]:
+        self._phase = "execute"
+        yield
+
+    def _code(self, error: GraphQLError) -> str:
+        if self._phase == "parse":
+            return "GRAPHQL_PARSE_FAILED"
+        if self._phase == "validate":
+            return "GRAPHQL_VALIDATION_FAILED"
+        return "BAD_USER_INPUT"
+
+    def _shape(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if isinstance(original, DomainError):
+            extensions = {"code": original.code, **original.extensions}
+            message = original.message
+        elif original is None and (error.path is None or self._phase != "execute"):
+            extensions = {**(error.extensions or {}), "code": self._code(error)}
+            message = error.message
+        else:
+            context = self.execution_context.context
+            extensions = {
+                "code": "INTERNAL_SERVER_ERROR",
+                "requestId": getattr(context, "request_id", None),
+            }
+            message = INTERNAL_MESSAGE
+        return GraphQLError(
+            message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions=extensions,
+        )
+
+    def _process(self, result: object) -> None:
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = [self._shape(error) for error in errors]
+
+    def on_operation(self) -> Iterator[None]:
+        self._phase = "parse"
+        self._streamed = False
+        yield
+        if not self._streamed:
+            self._process(self.execution_context.result)
+
+    def on_stream_result(self, result: object) -> Iterator[None]:
+        self._streamed = True
+        self._process(result)
+        yield

@@ -1,0 +1,154 @@
+"""The Starlette application: wiring settings, database, bus and schema together."""
+
+import logging
+import re
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from db import migrations
+from db.engine import Database
+from domain.bus import EventBus
+from domain.identity import Identity, IdentityConfig, shared_jwt_secret
+from domain.projects import DEFAULT_PROJECT_SLUG, ensure_project
+from domain.ratelimit import LoginThrottle, limits_storage
+from graph.context import Services
+from graph.schema import Limits, build_schema
+from server.graphql import GraphQLApp
+from server.health import healthz, readyz
+from server.settings import Settings, load_settings
+
+logger = logging.getLogger("holdfast")
+
+STATIC_DIR = Path(__file__).parent / "static"
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestIdMiddleware:
+    """Give every request an id (or keep a sane `X-Request-ID`) and echo it in the response."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+
+
+def announce_admin_password(username: str, password: str) -> None:
+    """Show a generated admin password once, on the console only (never through logging)."""
+    print(
+        f"\nCreated the admin user {username!r} with the password: {password}\n"
+        "It is shown only this once: sign in and change it.\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def start_services(settings: Settings, db: Database) -> Services:
+    jwt_secret = settings.jwt_secret or await shared_jwt_secret(db)
+    identity = Identity(
+        db,
+        IdentityConfig(
+            jwt_secret=jwt_secret,
+            access_token_ttl=settings.access_token_ttl,
+            refresh_token_ttl=settings.refresh_token_ttl,
+            registration_open=settings.registration == "open",
+            password_time_cost=settings.password_hash_time_cost,
+            password_memory_kib=settings.password_hash_memory_kib,
+        ),
+        LoginThrottle(limits_storage(settings.redis_url), settings.login_rate_limit),
+    )
+    generated = await identity.ensure_admin(
+        settings.admin_username, settings.admin_email, settings.admin_password
+    )
+    if generated:
+        announce_admin_password(settings.admin_username, generated)
+    await ensure_project(db, DEFAULT_PROJECT_SLUG, "Default")
+    return Services(identity=identity)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    schema = build_schema(
+        Limits(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_aliases,
+            max_tokens=settings.max_tokens,
+            introspection=settings.introspection,
+        )
+    )
+    graphql = GraphQLApp(schema, services=None, allowed_origins=settings.cors_origins)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            await migrations.upgrade(settings.database_url)
+        db = Database(settings.database_url)
+        bus = EventBus(settings.redis_url)
+        await bus.connect()
+        try:
+            graphql.services = await start_services(settings, db)
+            app.state.db, app.state.bus, app.state.services = db, bus, graphql.services
+            yield
+        finally:
+            await bus.disconnect()
+            await db.dispose()
+
+    middleware = [Middleware(RequestIdMiddleware)]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                expose_headers=["X-Request-ID"],
+                max_age=600,
+            )
+        )
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        ],
+        middleware=middleware,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app
+
+
+def create_app_from_environment() -> Starlette:
+    """Entry point for uvicorn's factory mode (one call per worker process)."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,96 @@
+"""`holdfast …`: run the server, apply migrations, export the schema."""
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from server.settings import Settings, SettingsError, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as error:
+        print(f"holdfast: bad setting: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings()
+    if args.workers > 1 and settings.redis_url is None:
+        print(
+            "holdfast: --workers > 1 needs HOLDFAST_REDIS_URL: without Redis each worker would "
+            "keep its own live events and rate limits",
+            file=sys.stderr,
+        )
+        return 2
+    if args.workers > 1 and settings.database_url.startswith("sqlite"):
+        print("holdfast: note: several workers on SQLite serialise every write", file=sys.stderr)
+    uvicorn.run(
+        "server.app:create_app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        ws_per_message_deflate=False,
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+    )
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from db import migrations
+
+    settings = _settings()
+    asyncio.run(migrations.upgrade(settings.database_url, args.revision))
+    print(f"holdfast: database at {args.revision}")
+    return 0
+
+
+def export_schema(args: argparse.Namespace) -> int:
+    from graph.schema import schema
+
+    sdl = str(schema) + "\n"
+    if args.output:
+        Path(args.output).write_text(sdl)
+    else:
+        sys.stdout.write(sdl)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="holdfast", description="Holdfast: who holds what.")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("serve", help="run the server (applies pending migrations)")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--workers", type=int, default=1)
+    run.add_argument(
+        "--proxy-headers", action="store_true", help="trust X-Forwarded-* from the proxy"
+    )
+    run.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    run.set_defaults(handler=serve)
+
+    upgrade = commands.add_parser("migrate", help="apply pending database migrations")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(handler=migrate)
+
+    export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
+    export.add_argument("--output", "-o")
+    export.set_defaults(handler=export_schema)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

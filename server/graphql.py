@@ -1,0 +1,59 @@
+"""The `/graphql` endpoint: HTTP and websockets, auth, and our own offline GraphiQL page."""
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.schema import BaseSchema
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+
+from domain.errors import DomainError
+from graph.context import Context, Services
+
+GRAPHIQL_PAGE = Path(__file__).parent / "static" / "graphiql.html"
+
+
+class GraphQLApp(GraphQL):
+    def __init__(self, schema: BaseSchema, services: Services, allowed_origins=()) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            allow_queries_via_get=True,
+            keep_alive=True,
+            keep_alive_interval=15,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+            connection_init_wait_timeout=timedelta(seconds=10),
+            multipart_uploads_enabled=False,
+            max_subscriptions_per_connection=100,
+            allowed_origins=allowed_origins,
+        )
+        self.services = services
+        self._graphiql_page = GRAPHIQL_PAGE.read_text()
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket):
+        is_http = isinstance(request, Request)
+        return Context(
+            services=self.services,
+            request=request,
+            request_id=request.scope.get("state", {}).get("request_id", "-"),
+            client_address=request.client.host if request.client else None,
+            authorization=request.headers.get("authorization") if is_http else None,
+        )
+
+    async def on_ws_connect(self, context: Context) -> dict[str, Any] | None:
+        """Authenticate a websocket once, from its connection_init payload."""
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        context.authorization = params.get("Authorization") or params.get("authorization")
+        try:
+            viewer = await context.require_viewer()
+        except DomainError as error:
+            raise ConnectionRejectionError({"message": error.message, "code": error.code}) from None
+        return {"username": viewer.username}
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(self._graphiql_page)

@@ -1,0 +1,239 @@
+"""Process settings: environment variables `HOLDFAST_*` > `holdfast.toml` > defaults.
+
+Every setting is declared once in `SETTINGS`; the README's table is checked against it by a test.
+A bad value raises `SettingsError` with one line that names the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "HOLDFAST_"
+DEFAULT_CONFIG_FILE = "holdfast.toml"
+
+
+class SettingsError(Exception):
+    """A setting has a value that cannot be used; the message names it."""
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: Any) -> int:
+    """Seconds, from an integer or a string such as `900`, `15m`, `12h`, `30d`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 900, 15m, 12h or 30d")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError("expected a duration such as 900, 15m, 12h or 30d")
+        seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if number <= 0:
+        raise ValueError("must be greater than zero")
+    return number
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _optional_text(value: Any) -> str | None:
+    text = str(value).strip()
+    return text or None
+
+
+def _text(value: Any) -> str:
+    return str(value).strip()
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+def _database_url(value: Any) -> str:
+    text = str(value).strip()
+    if not text.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ValueError("expected a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
+    return text
+
+
+def _redis_url(value: Any) -> str | None:
+    text = str(value).strip()
+    if not text:
+        return None
+    if not text.startswith(("redis://", "rediss://")):
+        raise ValueError("expected a redis:// or rediss:// URL")
+    return text
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else str(value).split(",")
+    origins = tuple(str(item).strip().rstrip("/") for item in items if str(item).strip())
+    for origin in origins:
+        if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+            raise ValueError(f"{origin!r} is not an origin such as https://board.example.com")
+    return origins
+
+
+def _rate(value: Any) -> str:
+    from limits import parse_many
+
+    text = str(value).strip()
+    try:
+        parse_many(text)
+    except ValueError:
+        raise ValueError("expected a rate such as 10/minute or 5/minute;100/hour") from None
+    return text
+
+
+def _log_level(value: Any) -> str:
+    text = str(value).strip().upper()
+    if text not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return text
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATABASE_URL", _database_url, "sqlite+aiosqlite:///./holdfast.db",
+            "Database: an SQLite file (embedded default) or PostgreSQL."),
+    Setting("REDIS_URL", _redis_url, None,
+            "Redis for live events and rate limits across replicas; unset = in-process."),
+    Setting("JWT_SECRET", _optional_text, None,
+            "Key that signs access tokens; unset = generated once and kept in the database.",
+            secret=True),
+    Setting("ACCESS_TOKEN_TTL", _duration, 900, "Lifetime of an access token (900, 15m, 1h…)."),
+    Setting("REFRESH_TOKEN_TTL", _duration, 30 * 86400, "Lifetime of a refresh token."),
+    Setting("ADMIN_USERNAME", _text, "admin", "Username of the admin created on first start."),
+    Setting("ADMIN_PASSWORD", _optional_text, None,
+            "Password of that admin; unset = a random one, printed once.", secret=True),
+    Setting("ADMIN_EMAIL", _text, "admin@localhost", "Email of that admin."),
+    Setting("REGISTRATION", _choice("open", "closed"), "closed",
+            "`open` lets anyone register an account; `closed` leaves it to admins."),
+    Setting("CORS_ORIGINS", _origins, (),
+            "Comma-separated browser origins allowed to call the API (`*` for any)."),
+    Setting("LOG_LEVEL", _log_level, "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL."),
+    Setting("INTROSPECTION", _boolean, True, "Allow GraphQL introspection (GraphiQL needs it)."),
+    Setting("MAX_QUERY_DEPTH", _positive_int, 12, "Deepest selection a query may nest."),
+    Setting("MAX_ALIASES", _positive_int, 30, "Most aliases one document may use."),
+    Setting("MAX_TOKENS", _positive_int, 2000, "Most lexer tokens one document may have."),
+    Setting("LOGIN_RATE_LIMIT", _rate, "10/minute",
+            "Login attempts allowed per username and per client address."),
+    Setting("PASSWORD_HASH_TIME_COST", _positive_int, 3, "Argon2id passes per password hash."),
+    Setting("PASSWORD_HASH_MEMORY_KIB", _positive_int, 65536, "Argon2id memory per hash, KiB."),
+    Setting("MIGRATE_ON_START", _boolean, True, "`holdfast serve` applies pending migrations."),
+)
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str | None
+    jwt_secret: str | None = field(repr=False)
+    access_token_ttl: int
+    refresh_token_ttl: int
+    admin_username: str
+    admin_password: str | None = field(repr=False)
+    admin_email: str
+    registration: str
+    cors_origins: tuple[str, ...]
+    log_level: str
+    introspection: bool
+    max_query_depth: int
+    max_aliases: int
+    max_tokens: int
+    login_rate_limit: str
+    password_hash_time_cost: int
+    password_hash_memory_kib: int
+    migrate_on_start: bool
+    pinned: frozenset[str] = frozenset()
+    """Names of the settings given by the environment."""
+
+    def replace(self, **changes: Any) -> Settings:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, config_file: str | Path | None = None
+) -> Settings:
+    """Read settings; `HOLDFAST_CONFIG` names the TOML file (default `./holdfast.toml`)."""
+    environ = os.environ if environ is None else environ
+    path = Path(config_file or environ.get(f"{ENV_PREFIX}CONFIG", DEFAULT_CONFIG_FILE))
+    from_file: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise SettingsError(f"{path}: cannot read it: {error}") from None
+        for key, value in raw.items():
+            name = key.upper()
+            if name not in _BY_NAME:
+                raise SettingsError(f"{path}: unknown setting {key!r}")
+            from_file[name] = value
+
+    values: dict[str, Any] = {}
+    pinned = set()
+    for setting in SETTINGS:
+        env_name = ENV_PREFIX + setting.name
+        if env_name in environ:
+            raw_value, source = environ[env_name], env_name
+            pinned.add(setting.name)
+        elif setting.name in from_file:
+            raw_value, source = from_file[setting.name], f"{path}: {setting.name.lower()}"
+        else:
+            values[setting.name.lower()] = setting.default
+            continue
+        try:
+            values[setting.name.lower()] = setting.parse(raw_value)
+        except ValueError as error:
+            shown = "(hidden)" if setting.secret else repr(raw_value)
+            raise SettingsError(f"{source}: {error} (got {shown})") from None
+    if not values["admin_username"]:
+        raise SettingsError(f"{ENV_PREFIX}ADMIN_USERNAME: must not be empty")
+    return Settings(**values, pinned=frozenset(pinned))
