@@ -10,12 +10,12 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from domain.errors import RateLimited
 
 
-def limits_storage(redis_url: str | None, key_prefix: str = "holdfast-limits") -> Storage:
+def limits_storage(redis_url: str | None, redis_prefix: str) -> Storage:
     if redis_url is None:
         return MemoryStorage()
     scheme, rest = redis_url.split("://", 1)
     return RedisStorage(
-        f"async+{scheme}://{rest}", implementation="redispy", key_prefix=key_prefix
+        f"async+{scheme}://{rest}", implementation="redispy", key_prefix=f"{redis_prefix}:limits"
     )
 
 

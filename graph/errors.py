@@ -19,7 +19,10 @@ INTERNAL_MESSAGE = "Internal server error"
 
 
 def is_expected(error: GraphQLError) -> bool:
-    return error.original_error is None or isinstance(error.original_error, DomainError)
+    """Domain errors and GraphQL's own (syntax, validation, variables) are the client's to fix."""
+    return error.original_error is None or isinstance(
+        error.original_error, DomainError | GraphQLError
+    )
 
 
 def log_unexpected(errors: list[GraphQLError], request_id: str | None) -> None:
@@ -61,7 +64,7 @@ class ErrorCodes(SchemaExtension):
         if isinstance(original, DomainError):
             extensions = {"code": original.code, **original.extensions}
             message = original.message
-        elif original is None and (error.path is None or self._phase != "execute"):
+        elif is_expected(error) and (error.path is None or self._phase != "execute"):
             extensions = {**(error.extensions or {}), "code": self._code(error)}
             message = error.message
         else:

@@ -82,7 +82,9 @@ async def start_services(settings: Settings, db: Database) -> Services:
             password_time_cost=settings.password_hash_time_cost,
             password_memory_kib=settings.password_hash_memory_kib,
         ),
-        LoginThrottle(limits_storage(settings.redis_url), settings.login_rate_limit),
+        LoginThrottle(
+            limits_storage(settings.redis_url, settings.redis_prefix), settings.login_rate_limit
+        ),
     )
     generated = await identity.ensure_admin(
         settings.admin_username, settings.admin_email, settings.admin_password

@@ -141,6 +141,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Database: an SQLite file (embedded default) or PostgreSQL."),
     Setting("REDIS_URL", _redis_url, None,
             "Redis for live events and rate limits across replicas; unset = in-process."),
+    Setting("REDIS_PREFIX", _text, "holdfast",
+            "Prefix of every Redis key and channel, so deployments can share one Redis."),
     Setting("JWT_SECRET", _optional_text, None,
             "Key that signs access tokens; unset = generated once and kept in the database.",
             secret=True),
@@ -173,6 +175,7 @@ _BY_NAME = {setting.name: setting for setting in SETTINGS}
 class Settings:
     database_url: str
     redis_url: str | None
+    redis_prefix: str
     jwt_secret: str | None = field(repr=False)
     access_token_ttl: int
     refresh_token_ttl: int

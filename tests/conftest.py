@@ -1,0 +1,282 @@
+"""Test chain shared by both backends.
+
+Embedded default (SQLite file, in-process bus) unless `HOLDFAST_TEST_DATABASE_URL` and/or
+`HOLDFAST_TEST_REDIS_URL` are set, in which case the suite runs on PostgreSQL and Redis: a
+throwaway database is created beside the one named and dropped at the end, and every test gets
+its own Redis key prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from db import migrations
+from db.engine import create_engine
+from db.models import metadata
+from server.app import create_app
+from server.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DATABASE_URL = os.environ.get("HOLDFAST_TEST_DATABASE_URL")
+TEST_REDIS_URL = os.environ.get("HOLDFAST_TEST_REDIS_URL")
+ADMIN_PASSWORD = "admin-password-1"
+USER_PASSWORD = "user-password-1"
+
+
+def pytest_report_header(config) -> str:
+    database = "postgresql" if TEST_DATABASE_URL else "sqlite"
+    return f"holdfast backends: database={database} bus={'redis' if TEST_REDIS_URL else 'memory'}"
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _create_postgres_database(url: str, name: str) -> None:
+    connection = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def _drop_postgres_database(url: str, name: str) -> None:
+    connection = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def fresh_database(tmp_path_factory) -> Iterator[callable]:
+    """Make empty databases (no migrations applied) on the backend under test."""
+    made: list[str] = []
+
+    def make() -> str:
+        if TEST_DATABASE_URL:
+            name = f"holdfast_test_{secrets.token_hex(6)}"
+            asyncio.run(_create_postgres_database(TEST_DATABASE_URL, name))
+            made.append(name)
+            return make_url(TEST_DATABASE_URL).set(database=name).render_as_string(
+                hide_password=False
+            )
+        path = tmp_path_factory.mktemp("db") / "holdfast.db"
+        return f"sqlite+aiosqlite:///{path}"
+
+    yield make
+    for name in made:
+        asyncio.run(_drop_postgres_database(TEST_DATABASE_URL, name))
+
+
+@pytest.fixture(scope="session")
+def database_url(fresh_database) -> str:
+    url = fresh_database()
+    asyncio.run(migrations.upgrade(url))
+    return url
+
+
+async def _empty_tables(url: str) -> None:
+    engine = create_engine(url, pooled=False)
+    tables = [table.name for table in metadata.sorted_tables]
+    async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            quoted = ", ".join(f'"{name}"' for name in tables)
+            await connection.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+        else:
+            for name in reversed(tables):
+                await connection.execute(text(f'DELETE FROM "{name}"'))
+    await engine.dispose()
+
+
+@pytest.fixture
+def settings(database_url) -> Iterator[Settings]:
+    """Settings for one test: its own Redis prefix, cheap password hashing, a known admin."""
+    base = load_settings(environ={}, config_file=os.devnull)
+    yield base.replace(
+        database_url=database_url,
+        redis_url=TEST_REDIS_URL,
+        redis_prefix=f"holdfast-test-{secrets.token_hex(4)}",
+        admin_password=ADMIN_PASSWORD,
+        admin_email="admin@example.com",
+        login_rate_limit="1000/minute",
+        password_hash_time_cost=1,
+        password_hash_memory_kib=1024,
+        migrate_on_start=False,
+    )
+    asyncio.run(_empty_tables(database_url))
+
+
+@dataclass
+class Api:
+    """A GraphQL client over HTTP against the app in this process."""
+
+    http: httpx.AsyncClient
+    token: str | None = None
+
+    async def post(self, query: str, variables: dict | None = None, token: str | None = None):
+        headers = {}
+        bearer = token if token is not None else self.token
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        return response.json()
+
+    async def data(self, query: str, variables: dict | None = None, token: str | None = None):
+        """The `data` of a response that must have no errors."""
+        body = await self.post(query, variables, token)
+        assert "errors" not in body, body
+        return body["data"]
+
+    async def error(self, query: str, variables: dict | None = None, token: str | None = None):
+        """The first error of a response that must fail; returns (code, error)."""
+        body = await self.post(query, variables, token)
+        assert body.get("errors"), body
+        error = body["errors"][0]
+        return error["extensions"]["code"], error
+
+    async def login(self, username: str, password: str) -> dict:
+        data = await self.data(
+            """mutation($u: String!, $p: String!) { login(username: $u, password: $p) {
+                accessToken refreshToken accessTokenExpiresAt user { id username role } } }""",
+            {"u": username, "p": password},
+        )
+        return data["login"]
+
+    async def create_user(self, username: str, role: str = "USER", token: str | None = None):
+        data = await self.data(
+            """mutation($input: CreateUserInput!) { createUser(input: $input) {
+                id username role active } }""",
+            {
+                "input": {
+                    "username": username,
+                    "email": f"{username}@example.com",
+                    "password": USER_PASSWORD,
+                    "role": role,
+                }
+            },
+            token=token,
+        )
+        return data["createUser"]
+
+
+@pytest.fixture
+async def app(settings):
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def api(app) -> AsyncIterator[Api]:
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://holdfast.test") as http:
+        yield Api(http)
+
+
+@pytest.fixture
+async def admin(api) -> str:
+    """An admin access token; the api client sends it by default."""
+    api.token = (await api.login("admin", ADMIN_PASSWORD))["accessToken"]
+    return api.token
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The `HOLDFAST_*` variables that make a server process use these settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HOLDFAST_")}
+    values = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_PREFIX": settings.redis_prefix,
+        "ADMIN_PASSWORD": settings.admin_password,
+        "ADMIN_EMAIL": settings.admin_email,
+        "LOGIN_RATE_LIMIT": settings.login_rate_limit,
+        "PASSWORD_HASH_TIME_COST": str(settings.password_hash_time_cost),
+        "PASSWORD_HASH_MEMORY_KIB": str(settings.password_hash_memory_kib),
+        "MIGRATE_ON_START": str(settings.migrate_on_start).lower(),
+        "CONFIG": os.devnull,
+    }
+    if settings.redis_url:
+        values["REDIS_URL"] = settings.redis_url
+    if settings.jwt_secret:
+        values["JWT_SECRET"] = settings.jwt_secret
+    env.update({f"HOLDFAST_{key}": value for key, value in values.items()})
+    return env
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/graphql"
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def start_server(settings: Settings, log: Path, *extra_args: str) -> ServerProcess:
+    """`holdfast serve` as a real uvicorn process; waits until /healthz answers."""
+    port = free_port()
+    handle = log.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), *extra_args],
+        env=settings_environment(settings),
+        cwd=ROOT,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return ServerProcess(url, process, log)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"server did not start:\n{log.read_text()}")
+
+
+def stop_server(server: ServerProcess) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture
+def server(settings, tmp_path) -> Iterator[ServerProcess]:
+    running = start_server(settings, tmp_path / "server.log")
+    yield running
+    stop_server(running)
