@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from domain.errors import DomainError
 
@@ -18,10 +19,14 @@ logger = logging.getLogger("holdfast.graphql")
 INTERNAL_MESSAGE = "Internal server error"
 
 
+OPERATION_ERRORS = CannotGetOperationTypeError | InvalidOperationTypeError
+
+
 def is_expected(error: GraphQLError) -> bool:
-    """Domain errors and GraphQL's own (syntax, validation, variables) are the client's to fix."""
+    """Domain errors and GraphQL's own (syntax, validation, variables, an operation the
+    transport does not run) are the client's to fix."""
     return error.original_error is None or isinstance(
-        error.original_error, DomainError | GraphQLError
+        error.original_error, DomainError | GraphQLError | OPERATION_ERRORS
     )
 
 
@@ -64,6 +69,12 @@ class ErrorCodes(SchemaExtension):
         if isinstance(original, DomainError):
             extensions = {"code": original.code, **original.extensions}
             message = original.message
+        elif isinstance(original, InvalidOperationTypeError):
+            extensions = {"code": "BAD_USER_INPUT"}
+            message = original.as_http_error_reason("this transport")
+        elif isinstance(original, CannotGetOperationTypeError):
+            extensions = {"code": "BAD_USER_INPUT"}
+            message = original.as_http_error_reason()
         elif is_expected(error) and (error.path is None or self._phase != "execute"):
             extensions = {**(error.extensions or {}), "code": self._code(error)}
             message = error.message

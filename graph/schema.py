@@ -1,15 +1,17 @@
 """The one Strawberry schema, assembled from each area's query and mutation types."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, parse
 from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
+    SchemaExtension,
     ValidationCache,
 )
 from strawberry.types import ExecutionContext
@@ -18,6 +20,25 @@ from graph.errors import ErrorCodes, log_unexpected
 from graph.identity import IdentityMutation, IdentityQuery
 
 DOCUMENT_CACHE_SIZE = 1024
+
+
+_parse_cached = lru_cache(maxsize=DOCUMENT_CACHE_SIZE)(parse)
+
+
+class DocumentCache(SchemaExtension):
+    """Strawberry's ParserCache, but a syntax error is left to Strawberry's own parse.
+
+    ParserCache raises from its hook, which skips the error-shaping extension; documents
+    that do not parse are rare, so parsing them twice costs nothing.
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        try:
+            context.graphql_document = _parse_cached(context.query, **context.parse_options)
+        except GraphQLError:
+            pass
+        yield
 
 
 @strawberry.type
@@ -49,7 +70,7 @@ class HoldfastSchema(strawberry.Schema):
 def build_schema(limits: Limits = Limits()) -> strawberry.Schema:
     extensions = [
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        DocumentCache,
         lambda: QueryDepthLimiter(max_depth=limits.max_depth),
         lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),

@@ -11,6 +11,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from domain.errors import DomainError
 from graph.context import Context, Services
@@ -18,7 +19,25 @@ from graph.context import Context, Services
 GRAPHIQL_PAGE = Path(__file__).parent / "static" / "graphiql.html"
 
 
+class LegacyWSHandler(BaseGraphQLWSHandler):
+    """Legacy `graphql-ws` refuses a connection with close code 4403, as graphql-transport-ws
+    does, after the protocol's own `connection_error` message (Strawberry closes with 1011)."""
+
+    async def handle_connection_init(self, message) -> None:
+        payload = message.get("payload")
+        self.context.connection_params = payload if isinstance(payload, dict) else {}
+        try:
+            await self.view.on_ws_connect(self.context)
+        except ConnectionRejectionError as error:
+            await self.send_message({"type": "connection_error", "payload": error.payload})
+            await self.websocket.close(code=4403, reason="Forbidden")
+            return
+        await super().handle_connection_init(message)
+
+
 class GraphQLApp(GraphQL):
+    graphql_ws_handler_class = LegacyWSHandler
+
     def __init__(self, schema: BaseSchema, services: Services, allowed_origins=()) -> None:
         super().__init__(
             schema,

@@ -1,0 +1,110 @@
+"""Every error carries extensions.code; limits refuse abusive documents; internals are masked."""
+
+import logging
+
+from tests.conftest import ADMIN_PASSWORD
+
+
+async def test_syntax_errors_are_parse_failures(api):
+    code, _ = await api.error("{ me { id ")
+    assert code == "GRAPHQL_PARSE_FAILED"
+
+
+async def test_unknown_fields_are_validation_failures(api):
+    code, error = await api.error("{ me { nope } }")
+    assert code == "GRAPHQL_VALIDATION_FAILED"
+    assert "nope" in error["message"]
+
+
+async def test_wrong_variable_types_are_bad_user_input(api):
+    code, _ = await api.error("query($f: Int) { users(first: $f) { totalCount } }", {"f": "ten"})
+    assert code == "BAD_USER_INPUT"
+
+
+async def test_documents_beyond_the_limits_are_refused(settings):
+    import httpx
+
+    from server.app import create_app
+
+    strict = settings.replace(max_query_depth=2, max_aliases=2, max_tokens=40)
+    application = create_app(strict)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+
+            async def code(query: str) -> str:
+                body = (await http.post("/graphql", json={"query": query})).json()
+                return body["errors"][0]["extensions"]["code"], body["errors"][0]["message"]
+
+            deep, message = await code("{ users { edges { node { id } } } }")
+            assert deep == "GRAPHQL_VALIDATION_FAILED" and "depth" in message
+            aliased, message = await code("{ a: me { id } b: me { id } c: me { id } }")
+            assert aliased == "GRAPHQL_VALIDATION_FAILED" and "aliases" in message.lower()
+            long, message = await code("{ " + " ".join(f"me {{ id }}" for _ in range(20)) + " }")
+            assert long == "GRAPHQL_PARSE_FAILED" and "token" in message.lower()
+            ok = (await http.post("/graphql", json={"query": "{ me { id } }"})).json()
+            assert ok == {"data": {"me": None}}
+
+
+async def test_introspection_can_be_switched_off(settings):
+    import httpx
+
+    from server.app import create_app
+
+    query = "{ __schema { queryType { name } } }"
+    for enabled, expect_error in [(True, False), (False, True)]:
+        application = create_app(settings.replace(introspection=enabled))
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                body = (await http.post("/graphql", json={"query": query})).json()
+        assert ("errors" in body) is expect_error, body
+        if expect_error:
+            assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+async def test_unexpected_errors_are_masked_and_logged_with_the_request_id(api, app, caplog):
+    identity = app.state.services.identity
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("database password is hunter2")
+
+    identity.login = broken
+    caplog.set_level(logging.ERROR, logger="holdfast.graphql")
+    response = await api.http.post(
+        "/graphql",
+        json={"query": 'mutation { login(username: "admin", password: "%s") { accessToken } }'
+              % ADMIN_PASSWORD},
+        headers={"X-Request-ID": "req-123"},
+    )
+    body = response.json()
+    assert response.headers["x-request-id"] == "req-123"
+    error = body["errors"][0]
+    assert error["message"] == "Internal server error"
+    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": "req-123"}
+    assert "hunter2" not in response.text
+    logged = "\n".join(record.getMessage() + str(record.exc_info) for record in caplog.records)
+    assert "req-123" in logged and "RuntimeError" in logged
+    assert ADMIN_PASSWORD not in caplog.text
+
+
+async def test_a_request_id_is_made_when_none_is_sent(api):
+    response = await api.http.post("/graphql", json={"query": "{ me { id } }"})
+    assert len(response.headers["x-request-id"]) == 32
+
+
+async def test_malformed_authorization_header_is_unauthenticated(api):
+    response = await api.http.post(
+        "/graphql", json={"query": "{ me { id } }"}, headers={"Authorization": "Basic abc"}
+    )
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_queries_over_get_but_no_mutations(api):
+    response = await api.http.get("/graphql", params={"query": "{ me { id } }"})
+    assert response.json() == {"data": {"me": None}}
+    response = await api.http.get(
+        "/graphql", params={"query": 'mutation { logout(refreshToken: "x") }'}
+    )
+    assert response.status_code == 400
+    assert "mutations are not allowed" in response.text.lower()
