@@ -299,19 +299,26 @@ class Identity:
         async with self.db.transaction() as session:
             return await self._start_session(session, user, secrets.token_hex(16), utcnow())
 
-    async def ensure_admin(self, username: str, email: str, password: str | None) -> str | None:
-        """Create the first admin when there are no users; return a generated password."""
+    async def ensure_admin(
+        self, username: str, email: str, password: str | None
+    ) -> tuple[bool, str | None]:
+        """Create the first admin when there are no users.
+
+        Returns whether this call created it, and the password it generated when none was given.
+        """
         async with self.db.transaction() as session:
             if await store.count_users(session) > 0:
-                return None
+                return False, None
         generated = None if password else secrets.token_urlsafe(15)
         try:
             created = await self._new_user(
                 username, email, password or generated, Role.ADMIN, only_if_first=True
             )
         except Conflict:
-            return None
-        return generated if created is not None else None
+            return False, None
+        if created is None:
+            return False, None
+        return True, generated
 
     async def get_user(self, actor: User, user_id: int) -> User:
         if actor.id != user_id:

@@ -86,11 +86,13 @@ async def start_services(settings: Settings, db: Database) -> Services:
             limits_storage(settings.redis_url, settings.redis_prefix), settings.login_rate_limit
         ),
     )
-    generated = await identity.ensure_admin(
+    created, generated = await identity.ensure_admin(
         settings.admin_username, settings.admin_email, settings.admin_password
     )
     if generated:
         announce_admin_password(settings.admin_username, generated)
+    elif created:
+        logger.info("Created the admin user %r with the configured password", settings.admin_username)
     await ensure_project(db, DEFAULT_PROJECT_SLUG, "Default")
     return Services(identity=identity)
 

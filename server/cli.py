@@ -45,8 +45,10 @@ def serve(args: argparse.Namespace) -> int:
 
 def migrate(args: argparse.Namespace) -> int:
     from db import migrations
+    from server.app import configure_logging
 
     settings = _settings()
+    configure_logging(settings.log_level)
     asyncio.run(migrations.upgrade(settings.database_url, args.revision))
     print(f"holdfast: database at {args.revision}")
     return 0

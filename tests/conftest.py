@@ -210,7 +210,6 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     values = {
         "DATABASE_URL": settings.database_url,
         "REDIS_PREFIX": settings.redis_prefix,
-        "ADMIN_PASSWORD": settings.admin_password,
         "ADMIN_EMAIL": settings.admin_email,
         "LOGIN_RATE_LIMIT": settings.login_rate_limit,
         "PASSWORD_HASH_TIME_COST": str(settings.password_hash_time_cost),
@@ -222,6 +221,8 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         values["REDIS_URL"] = settings.redis_url
     if settings.jwt_secret:
         values["JWT_SECRET"] = settings.jwt_secret
+    if settings.admin_password:
+        values["ADMIN_PASSWORD"] = settings.admin_password
     env.update({f"HOLDFAST_{key}": value for key, value in values.items()})
     return env
 
