@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from alembic import command
 from db.engine import create_engine
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,6 @@ async def get_project_by_slug(session: AsyncSession, slug: str) -> Project | Non
     return (await session.execute(query)).scalar_one_or_none()
 
 
-
 async def add_project_if_missing(session: AsyncSession, *, slug: str, name: str) -> None:
     await insert_unless_exists(
         session, Project, "slug", slug=slug, name=name, case_sensitive=False, created_at=utcnow()

@@ -182,7 +182,10 @@ class Identity:
                 user = await store.get_user(session, token.user_id)
                 if user is None or not user.active:
                     raise Unauthenticated("the API token's user is not active")
-                if token.last_used_at is None or now - token.last_used_at > API_TOKEN_TOUCH_INTERVAL:
+                if (
+                    token.last_used_at is None
+                    or now - token.last_used_at > API_TOKEN_TOUCH_INTERVAL
+                ):
                     await store.touch_api_token(session, token.id, now)
                 return user
         try:
@@ -359,8 +362,10 @@ class Identity:
                 raise NotFound(f"no user with id {user_id}")
             if email is not None:
                 user.email = validate_email(email)
-            losing_admin = user.role == Role.ADMIN and user.active and (
-                (role is not None and role != Role.ADMIN) or active is False
+            losing_admin = (
+                user.role == Role.ADMIN
+                and user.active
+                and ((role is not None and role != Role.ADMIN) or active is False)
             )
             if losing_admin and await store.count_active_admins(session, lock=True) <= 1:
                 raise Conflict("the last active admin cannot be demoted or deactivated")

@@ -109,7 +109,9 @@ class ApiToken:
         )
 
 
-@strawberry.type(description="Returned once, when a token is created: the secret is never shown again.")
+@strawberry.type(
+    description="Returned once, when a token is created: the secret is never shown again."
+)
 class ApiTokenSecret:
     token: str
     api_token: ApiToken

@@ -14,4 +14,6 @@ class PageInfo:
 
     @classmethod
     def of(cls, page: Page) -> PageInfo:
-        return cls(has_next_page=page.has_next, end_cursor=page.cursors[-1] if page.cursors else None)
+        return cls(
+            has_next_page=page.has_next, end_cursor=page.cursors[-1] if page.cursors else None
+        )

@@ -1,6 +1,7 @@
 """The one Strawberry schema, assembled from each area's query and mutation types."""
 
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,10 +35,8 @@ class DocumentCache(SchemaExtension):
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
-        try:
+        with suppress(GraphQLError):
             context.graphql_document = _parse_cached(context.query, **context.parse_options)
-        except GraphQLError:
-            pass
         yield
 
 

@@ -92,7 +92,9 @@ async def start_services(settings: Settings, db: Database) -> Services:
     if generated:
         announce_admin_password(settings.admin_username, generated)
     elif created:
-        logger.info("Created the admin user %r with the configured password", settings.admin_username)
+        logger.info(
+            "Created the admin user %r with the configured password", settings.admin_username
+        )
     await ensure_project(db, DEFAULT_PROJECT_SLUG, "Default")
     return Services(identity=identity)
 

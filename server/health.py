@@ -18,7 +18,7 @@ async def healthz(request: Request) -> JSONResponse:
 async def _probe(name: str, check) -> str:
     try:
         await asyncio.wait_for(check(), PROBE_TIMEOUT_SECONDS)
-    except Exception as error:  # noqa: BLE001 - any failure means not ready
+    except Exception as error:
         logger.warning("readiness: %s unavailable (%s)", name, type(error).__name__)
         return "unavailable"
     return "ok"

@@ -73,8 +73,8 @@ def fresh_database(tmp_path_factory) -> Iterator[callable]:
             name = f"holdfast_test_{secrets.token_hex(6)}"
             asyncio.run(_create_postgres_database(TEST_DATABASE_URL, name))
             made.append(name)
-            return make_url(TEST_DATABASE_URL).set(database=name).render_as_string(
-                hide_password=False
+            return (
+                make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
             )
         path = tmp_path_factory.mktemp("db") / "holdfast.db"
         return f"sqlite+aiosqlite:///{path}"

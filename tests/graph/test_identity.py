@@ -7,14 +7,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from db.identity import ApiToken, RefreshToken, User
 from db.engine import Database
+from db.identity import ApiToken, RefreshToken, User
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD
 
 ME = "{ me { id username role active email } }"
 CREATE_USER = """mutation($input: CreateUserInput!) { createUser(input: $input) {
     id username role active email } }"""
-REFRESH = """mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken refreshToken } }"""
+REFRESH = (
+    """mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken refreshToken } }"""
+)
 UPDATE_USER = """mutation($id: ID!, $input: UpdateUserInput!) { updateUser(id: $id, input: $input) {
     id role active email } }"""
 CREATE_TOKEN = """mutation($name: String!, $expiresAt: DateTime) {
@@ -63,7 +65,9 @@ async def test_me_is_null_without_credentials(api):
 
 
 async def test_login_failure_is_the_same_for_unknown_user_and_wrong_password(api):
-    query = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
+    query = (
+        "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
+    )
     code1, wrong_password = await api.error(query, {"u": "admin", "p": "not-the-password"})
     code2, unknown_user = await api.error(query, {"u": "nobody", "p": "not-the-password"})
     assert code1 == code2 == "UNAUTHENTICATED"
@@ -71,7 +75,9 @@ async def test_login_failure_is_the_same_for_unknown_user_and_wrong_password(api
 
 
 async def test_login_takes_the_same_time_for_unknown_user_and_wrong_password(api):
-    query = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
+    query = (
+        "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
+    )
 
     async def timed(username: str) -> float:
         started = asyncio.get_running_loop().time()
@@ -88,7 +94,9 @@ async def test_login_takes_the_same_time_for_unknown_user_and_wrong_password(api
 async def test_login_of_a_deactivated_user_fails_like_a_wrong_password(api, admin):
     user = await api.create_user("mira")
     await api.data(UPDATE_USER, {"id": user["id"], "input": {"active": False}})
-    query = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
+    query = (
+        "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
+    )
     code, error = await api.error(query, {"u": "mira", "p": USER_PASSWORD})
     assert code == "UNAUTHENTICATED"
     assert error["message"] == "wrong username or password"
@@ -136,27 +144,38 @@ async def test_logout_revokes_the_refresh_token(api, settings):
 
 
 async def test_login_is_rate_limited_per_username_with_a_retry_after(settings):
-    from server.app import create_app
-
     import httpx
+
+    from server.app import create_app
 
     limited = settings.replace(login_rate_limit="3/minute")
     application = create_app(limited)
-    query = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
+    query = (
+        "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
+    )
     async with application.router.lifespan_context(application):
         for address in ["10.0.0.1", "10.0.0.2"]:
             transport = httpx.ASGITransport(app=application, client=(address, 1000))
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
                 for attempt in range(2 if address == "10.0.0.1" else 1):
-                    body = (await http.post("/graphql", json={
-                        "query": query, "variables": {"u": "admin", "p": "wrong-password"}
-                    })).json()
+                    body = (
+                        await http.post(
+                            "/graphql",
+                            json={
+                                "query": query,
+                                "variables": {"u": "admin", "p": "wrong-password"},
+                            },
+                        )
+                    ).json()
                     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", attempt
         transport = httpx.ASGITransport(app=application, client=("10.0.0.3", 1000))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-            body = (await http.post("/graphql", json={
-                "query": query, "variables": {"u": "admin", "p": ADMIN_PASSWORD}
-            })).json()
+            body = (
+                await http.post(
+                    "/graphql",
+                    json={"query": query, "variables": {"u": "admin", "p": ADMIN_PASSWORD}},
+                )
+            ).json()
     error = body["errors"][0]
     assert error["extensions"]["code"] == "RATE_LIMITED"
     assert 1 <= error["extensions"]["retryAfter"] <= 60
@@ -164,20 +183,25 @@ async def test_login_is_rate_limited_per_username_with_a_retry_after(settings):
 
 
 async def test_login_is_rate_limited_per_client_address(settings):
-    from server.app import create_app
-
     import httpx
 
+    from server.app import create_app
+
     application = create_app(settings.replace(login_rate_limit="2/minute"))
-    query = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
+    query = (
+        "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
+    )
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application, client=("10.1.1.1", 1000))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
             codes = []
             for username in ["ann", "bob", "cid"]:
-                body = (await http.post("/graphql", json={
-                    "query": query, "variables": {"u": username, "p": "wrong-password"}
-                })).json()
+                body = (
+                    await http.post(
+                        "/graphql",
+                        json={"query": query, "variables": {"u": username, "p": "wrong-password"}},
+                    )
+                ).json()
                 codes.append(body["errors"][0]["extensions"]["code"])
     assert codes == ["UNAUTHENTICATED", "UNAUTHENTICATED", "RATE_LIMITED"]
 
@@ -190,8 +214,13 @@ async def test_admin_creates_a_user_who_can_sign_in(api, admin, settings):
     assert user == {"id": user["id"], "username": "mira", "role": "USER", "active": True}
     session = await api.login("mira", USER_PASSWORD)
     me = (await api.data(ME, token=session["accessToken"]))["me"]
-    assert me == {"id": user["id"], "username": "mira", "role": "USER", "active": True,
-                  "email": "mira@example.com"}
+    assert me == {
+        "id": user["id"],
+        "username": "mira",
+        "role": "USER",
+        "active": True,
+        "email": "mira@example.com",
+    }
     [stored] = await rows(settings, User, User.username == "mira")
     assert stored.email == "mira@example.com" and USER_PASSWORD not in stored.password_hash
 
@@ -221,8 +250,14 @@ async def test_create_user_needs_an_admin(api, admin, settings):
     ],
 )
 async def test_create_user_rejects_bad_input(api, admin, settings, field, value):
-    variables = {"input": {"username": "valid.name", "email": "v@example.com",
-                           "password": "long-enough-1", field: value}}
+    variables = {
+        "input": {
+            "username": "valid.name",
+            "email": "v@example.com",
+            "password": "long-enough-1",
+            field: value,
+        }
+    }
     code, error = await api.error(CREATE_USER, variables)
     assert code == "BAD_USER_INPUT"
     assert error["extensions"]["field"] == field
@@ -238,18 +273,32 @@ async def test_usernames_are_unique_ignoring_case(api, admin, settings):
 
 
 async def test_create_user_with_an_unknown_role_is_refused(api, admin):
-    variables = {"input": {"username": "x1", "email": "x@example.com", "password": "password-1",
-                           "role": "ROOT"}}
+    variables = {
+        "input": {
+            "username": "x1",
+            "email": "x@example.com",
+            "password": "password-1",
+            "role": "ROOT",
+        }
+    }
     code, _ = await api.error(CREATE_USER, variables)
     assert code == "BAD_USER_INPUT"
 
 
 async def test_admin_updates_role_email_and_active(api, admin, settings):
     user = await api.create_user("mira")
-    updated = (await api.data(UPDATE_USER, {"id": user["id"], "input": {
-        "role": "ADMIN", "email": "mira@studio.example"}}))["updateUser"]
-    assert updated == {"id": user["id"], "role": "ADMIN", "active": True,
-                       "email": "mira@studio.example"}
+    updated = (
+        await api.data(
+            UPDATE_USER,
+            {"id": user["id"], "input": {"role": "ADMIN", "email": "mira@studio.example"}},
+        )
+    )["updateUser"]
+    assert updated == {
+        "id": user["id"],
+        "role": "ADMIN",
+        "active": True,
+        "email": "mira@studio.example",
+    }
     [stored] = await rows(settings, User, User.username == "mira")
     assert (stored.role, stored.email) == ("admin", "mira@studio.example")
 
@@ -257,8 +306,9 @@ async def test_admin_updates_role_email_and_active(api, admin, settings):
 async def test_update_user_needs_an_admin_and_valid_input(api, admin, settings):
     user = await api.create_user("mira")
     user_token = (await api.login("mira", USER_PASSWORD))["accessToken"]
-    code, _ = await api.error(UPDATE_USER, {"id": user["id"], "input": {"role": "ADMIN"}},
-                              token=user_token)
+    code, _ = await api.error(
+        UPDATE_USER, {"id": user["id"], "input": {"role": "ADMIN"}}, token=user_token
+    )
     assert code == "FORBIDDEN"
     code, _ = await api.error(UPDATE_USER, {"id": user["id"], "input": {"email": "nope"}})
     assert code == "BAD_USER_INPUT"
@@ -273,7 +323,7 @@ async def test_update_user_needs_an_admin_and_valid_input(api, admin, settings):
 async def test_deactivating_a_user_stops_their_tokens_at_once(api, admin):
     user = await api.create_user("mira")
     session = await api.login("mira", USER_PASSWORD)
-    api_token = (await api.data(CREATE_TOKEN, {"name": "ci"}, token=session["accessToken"]))
+    api_token = await api.data(CREATE_TOKEN, {"name": "ci"}, token=session["accessToken"])
     secret = api_token["createApiToken"]["token"]
     assert (await api.data(ME, token=secret))["me"]["username"] == "mira"
     await api.data(UPDATE_USER, {"id": user["id"], "input": {"active": False}})
@@ -328,9 +378,12 @@ async def test_admin_deletes_a_user_and_their_tokens(api, admin, settings):
 async def test_admin_resets_a_password_and_the_users_sessions_end(api, admin, settings):
     user = await api.create_user("mira")
     session = await api.login("mira", USER_PASSWORD)
-    mutation = "mutation($id: ID!, $p: String!) { resetUserPassword(id: $id, newPassword: $p) { id } }"
-    code, _ = await api.error(mutation, {"id": user["id"], "p": "new-password-2"},
-                              token=session["accessToken"])
+    mutation = (
+        "mutation($id: ID!, $p: String!) { resetUserPassword(id: $id, newPassword: $p) { id } }"
+    )
+    code, _ = await api.error(
+        mutation, {"id": user["id"], "p": "new-password-2"}, token=session["accessToken"]
+    )
     assert code == "FORBIDDEN"
     code, _ = await api.error(mutation, {"id": user["id"], "p": "short"})
     assert code == "BAD_USER_INPUT"
@@ -378,18 +431,23 @@ async def test_change_password_needs_the_current_one_and_ends_other_sessions(api
     second = await api.login("mira", USER_PASSWORD)
     mutation = """mutation($c: String!, $n: String!) { changePassword(currentPassword: $c,
         newPassword: $n) { accessToken refreshToken } }"""
-    code, error = await api.error(mutation, {"c": "wrong-password", "n": "new-password-2"},
-                                  token=first["accessToken"])
+    code, error = await api.error(
+        mutation, {"c": "wrong-password", "n": "new-password-2"}, token=first["accessToken"]
+    )
     assert code == "BAD_USER_INPUT" and error["extensions"]["field"] == "currentPassword"
-    code, _ = await api.error(mutation, {"c": USER_PASSWORD, "n": "short"},
-                              token=first["accessToken"])
+    code, _ = await api.error(
+        mutation, {"c": USER_PASSWORD, "n": "short"}, token=first["accessToken"]
+    )
     assert code == "BAD_USER_INPUT"
     api.token = None
     assert (await api.error(mutation, {"c": USER_PASSWORD, "n": "new-password-2"}))[0] == (
         "UNAUTHENTICATED"
     )
-    fresh = (await api.data(mutation, {"c": USER_PASSWORD, "n": "new-password-2"},
-                            token=first["accessToken"]))["changePassword"]
+    fresh = (
+        await api.data(
+            mutation, {"c": USER_PASSWORD, "n": "new-password-2"}, token=first["accessToken"]
+        )
+    )["changePassword"]
     assert (await api.data(ME, token=fresh["accessToken"]))["me"]["username"] == "mira"
     for old in [first, second]:
         assert (await api.error(ME, token=old["accessToken"]))[0] == "UNAUTHENTICATED"
@@ -402,28 +460,37 @@ REGISTER = """mutation($input: RegisterInput!) { register(input: $input) {
 
 
 async def test_registration_is_closed_by_default(api, settings):
-    variables = {"input": {"username": "newbie", "email": "n@example.com", "password": "password-1"}}
+    variables = {
+        "input": {"username": "newbie", "email": "n@example.com", "password": "password-1"}
+    }
     assert (await api.error(REGISTER, variables))[0] == "FORBIDDEN"
     assert await count(settings, User) == 1
 
 
 async def test_open_registration_creates_a_user_and_signs_in(settings):
-    from server.app import create_app
-
     import httpx
+
+    from server.app import create_app
 
     application = create_app(settings.replace(registration="open"))
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-            variables = {"input": {"username": "newbie", "email": "n@example.com",
-                                   "password": "password-1"}}
-            body = (await http.post("/graphql", json={"query": REGISTER, "variables": variables})).json()
+            variables = {
+                "input": {"username": "newbie", "email": "n@example.com", "password": "password-1"}
+            }
+            body = (
+                await http.post("/graphql", json={"query": REGISTER, "variables": variables})
+            ).json()
             assert body["data"]["register"]["user"] == {"username": "newbie", "role": "USER"}
-            again = (await http.post("/graphql", json={"query": REGISTER, "variables": variables})).json()
+            again = (
+                await http.post("/graphql", json={"query": REGISTER, "variables": variables})
+            ).json()
             assert again["errors"][0]["extensions"]["code"] == "CONFLICT"
             variables["input"]["username"] = "bad name"
-            bad = (await http.post("/graphql", json={"query": REGISTER, "variables": variables})).json()
+            bad = (
+                await http.post("/graphql", json={"query": REGISTER, "variables": variables})
+            ).json()
             assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert await count(settings, User) == 2
 

@@ -22,13 +22,24 @@ def test_schema_keeps_every_contract_name_it_has_with_the_same_type():
         raise AssertionError(f"the contract checker is missing: {CONTRACT_CHECK}")
     result = subprocess.run(
         [sys.executable, str(CONTRACT_CHECK), "--allow-missing", str(ROOT / "schema.graphql")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout
     assert "DIFFERENT" not in result.stdout
-    for name in ["type User", "type AuthPayload", "type ApiToken", "Mutation.login",
-                 "Mutation.refreshToken", "Mutation.logout", "Mutation.createUser",
-                 "Mutation.createApiToken", "Query.me", "enum value Role"]:
+    for name in [
+        "type User",
+        "type AuthPayload",
+        "type ApiToken",
+        "Mutation.login",
+        "Mutation.refreshToken",
+        "Mutation.logout",
+        "Mutation.createUser",
+        "Mutation.createApiToken",
+        "Query.me",
+        "enum value Role",
+    ]:
         assert name not in result.stdout, f"{name} is missing from the schema"
 
 

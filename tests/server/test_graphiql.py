@@ -13,12 +13,14 @@ async def test_browsers_get_graphiql_from_local_assets(api):
     assert "Holdfast GraphiQL" in html
     assert not EXTERNAL.search(html), "GraphiQL must not load anything from another host"
     assets = re.findall(r"""(?:src|href)=["'](/static/[^"']+)""", html)
-    assert sorted(assets) == sorted([
-        "/static/graphiql/graphiql.min.css",
-        "/static/graphiql/react.production.min.js",
-        "/static/graphiql/react-dom.production.min.js",
-        "/static/graphiql/graphiql.min.js",
-    ])
+    assert sorted(assets) == sorted(
+        [
+            "/static/graphiql/graphiql.min.css",
+            "/static/graphiql/react.production.min.js",
+            "/static/graphiql/react-dom.production.min.js",
+            "/static/graphiql/graphiql.min.js",
+        ]
+    )
     for asset in assets:
         response = await api.http.get(asset)
         assert response.status_code == 200, asset

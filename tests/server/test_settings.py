@@ -25,7 +25,10 @@ def test_environment_wins_over_the_file_which_wins_over_defaults(tmp_path):
     config = tmp_path / "holdfast.toml"
     config.write_text('access_token_ttl = "10m"\nregistration = "open"\nlog_level = "debug"\n')
     settings = load_settings(
-        environ={"HOLDFAST_ACCESS_TOKEN_TTL": "1h", "HOLDFAST_CORS_ORIGINS": "https://a.example, http://b.example:8080/"},
+        environ={
+            "HOLDFAST_ACCESS_TOKEN_TTL": "1h",
+            "HOLDFAST_CORS_ORIGINS": "https://a.example, http://b.example:8080/",
+        },
         config_file=config,
     )
     assert settings.access_token_ttl == 3600
@@ -84,7 +87,9 @@ def test_secret_values_are_never_echoed(tmp_path):
     assert "ADMIN_USERNAME" in str(error.value)
     secret_settings = [setting.name for setting in SETTINGS if setting.secret]
     assert {"JWT_SECRET", "ADMIN_PASSWORD"} <= set(secret_settings)
-    settings = load_settings(environ={"HOLDFAST_JWT_SECRET": "sekrit-value"}, config_file=tmp_path / "x")
+    settings = load_settings(
+        environ={"HOLDFAST_JWT_SECRET": "sekrit-value"}, config_file=tmp_path / "x"
+    )
     assert "sekrit-value" not in repr(settings)
 
 
@@ -93,7 +98,10 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "server.cli", *args],
         env={**clean, "HOLDFAST_CONFIG": os.devnull, **env},
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

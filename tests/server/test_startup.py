@@ -41,15 +41,21 @@ def test_two_replicas_starting_together_on_an_empty_database(settings, fresh_dat
         announced = [output for output in outputs if "Created the admin user 'admin'" in output]
         assert len(announced) == 1
         password = announced[0].split("with the password: ")[1].split()[0]
-        query = """mutation($p: String!) { login(username: "admin", password: $p) { accessToken } }"""
+        query = (
+            """mutation($p: String!) { login(username: "admin", password: $p) { accessToken } }"""
+        )
         tokens = [
-            httpx.post(f"{server.url}/graphql", json={"query": query, "variables": {"p": password}})
-            .json()["data"]["login"]["accessToken"]
+            httpx.post(
+                f"{server.url}/graphql", json={"query": query, "variables": {"p": password}}
+            ).json()["data"]["login"]["accessToken"]
             for server in servers
         ]
         # Both replicas share the generated signing key: a token from one works on the other.
-        me = httpx.post(f"{servers[1].url}/graphql", json={"query": "{ me { username } }"},
-                        headers={"Authorization": f"Bearer {tokens[0]}"}).json()
+        me = httpx.post(
+            f"{servers[1].url}/graphql",
+            json={"query": "{ me { username } }"},
+            headers={"Authorization": f"Bearer {tokens[0]}"},
+        ).json()
         assert me == {"data": {"me": {"username": "admin"}}}
     finally:
         for server in servers:

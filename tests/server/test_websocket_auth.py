@@ -29,8 +29,10 @@ def jwt_server(settings, tmp_path):
 def post(server, query, variables=None, token=None):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.post(
-        f"{server.url}/graphql", json={"query": query, "variables": variables or {}},
-        headers=headers, timeout=10,
+        f"{server.url}/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers=headers,
+        timeout=10,
     ).json()
 
 
@@ -61,15 +63,18 @@ def bad_tokens(access_token: str, user_id: str) -> dict[str, str]:
         "tampered": f"{header}.{claims}.{signature[:-4]}AAAA",
         "expired": jwt.encode(
             {"iss": "holdfast", "sub": user_id, "ver": 0, "iat": now - 120, "exp": now - 60},
-            JWT_SECRET, algorithm="HS256",
+            JWT_SECRET,
+            algorithm="HS256",
         ),
         "wrong key": jwt.encode(
             {"iss": "holdfast", "sub": user_id, "ver": 0, "iat": now, "exp": now + 60},
-            "another-secret-entirely-unrelated-to-ours", algorithm="HS256",
+            "another-secret-entirely-unrelated-to-ours",
+            algorithm="HS256",
         ),
         "unsigned": jwt.encode(
             {"iss": "holdfast", "sub": user_id, "ver": 0, "iat": now, "exp": now + 60},
-            key=None, algorithm="none",
+            key=None,
+            algorithm="none",
         ),
         "garbage": "not-a-token",
         "unknown api token": "hf_" + "x" * 40,
@@ -83,8 +88,11 @@ async def test_good_tokens_are_accepted_on_the_websocket(jwt_server, protocol):
         jwt_server, protocol, {"Authorization": f"Bearer {session['accessToken']}"}
     )
     assert (state, payload) == ("ack", {"username": "admin"})
-    api_token = post(jwt_server, 'mutation { createApiToken(name: "ci") { token } }',
-                     token=session["accessToken"])["data"]["createApiToken"]["token"]
+    api_token = post(
+        jwt_server,
+        'mutation { createApiToken(name: "ci") { token } }',
+        token=session["accessToken"],
+    )["data"]["createApiToken"]["token"]
     state, _ = await ws_connect(jwt_server, protocol, {"Authorization": f"Bearer {api_token}"})
     assert state == "ack"
 
@@ -95,31 +103,45 @@ async def test_bad_tokens_are_refused_on_http_and_websocket(jwt_server, protocol
     for name, token in bad_tokens(session["accessToken"], session["user"]["id"]).items():
         body = post(jwt_server, "{ me { id } }", token=token)
         assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", name
-        assert await ws_connect(
-            jwt_server, protocol, {"Authorization": f"Bearer {token}"}
-        ) == ("closed", 4403), name
+        assert await ws_connect(jwt_server, protocol, {"Authorization": f"Bearer {token}"}) == (
+            "closed",
+            4403,
+        ), name
     assert await ws_connect(jwt_server, protocol, None) == ("closed", 4403)
     assert await ws_connect(jwt_server, protocol, {}) == ("closed", 4403)
 
 
 async def test_revoked_tokens_are_refused_on_http_and_websocket(jwt_server):
     admin = login(jwt_server)["accessToken"]
-    created = post(jwt_server, """mutation { createUser(input: {username: "mira",
-        email: "mira@example.com", password: "user-password-1"}) { id } }""", token=admin)
+    created = post(
+        jwt_server,
+        """mutation { createUser(input: {username: "mira",
+        email: "mira@example.com", password: "user-password-1"}) { id } }""",
+        token=admin,
+    )
     user_id = created["data"]["createUser"]["id"]
     user = post(jwt_server, LOGIN, {"u": "mira", "p": "user-password-1"})["data"]["login"]
-    api_token = post(jwt_server, 'mutation { createApiToken(name: "ci") { token } }',
-                     token=user["accessToken"])["data"]["createApiToken"]["token"]
+    api_token = post(
+        jwt_server, 'mutation { createApiToken(name: "ci") { token } }', token=user["accessToken"]
+    )["data"]["createApiToken"]["token"]
     for token in [user["accessToken"], api_token]:
-        assert (await ws_connect(jwt_server, "graphql-transport-ws",
-                                 {"Authorization": f"Bearer {token}"}))[0] == "ack"
-    post(jwt_server, """mutation($id: ID!) { updateUser(id: $id, input: {active: false}) { id } }""",
-         {"id": user_id}, token=admin)
+        assert (
+            await ws_connect(
+                jwt_server, "graphql-transport-ws", {"Authorization": f"Bearer {token}"}
+            )
+        )[0] == "ack"
+    post(
+        jwt_server,
+        """mutation($id: ID!) { updateUser(id: $id, input: {active: false}) { id } }""",
+        {"id": user_id},
+        token=admin,
+    )
     for token in [user["accessToken"], api_token]:
         body = post(jwt_server, "{ me { id } }", token=token)
         assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
-        assert await ws_connect(jwt_server, "graphql-transport-ws",
-                                {"Authorization": f"Bearer {token}"}) == ("closed", 4403)
+        assert await ws_connect(
+            jwt_server, "graphql-transport-ws", {"Authorization": f"Bearer {token}"}
+        ) == ("closed", 4403)
 
 
 async def test_queries_run_over_the_websocket_with_a_real_client(server):
@@ -134,8 +156,9 @@ async def test_queries_run_over_the_websocket_with_a_real_client(server):
         result = await client.execute(gql("{ me { username role } }"))
     assert result == {"me": {"username": "admin", "role": "ADMIN"}}
     # The legacy protocol runs subscriptions only: a query there is the client's error.
-    legacy = WebsocketsTransport(url=server.ws_url, init_payload=init,
-                                 subprotocols=[WebsocketsTransport.APOLLO_SUBPROTOCOL])
+    legacy = WebsocketsTransport(
+        url=server.ws_url, init_payload=init, subprotocols=[WebsocketsTransport.APOLLO_SUBPROTOCOL]
+    )
     async with Client(transport=legacy) as client:
         with pytest.raises(TransportQueryError) as refused:
             await client.execute(gql("{ me { username } }"))
