@@ -16,11 +16,12 @@ from sqlalchemy.pool import NullPool
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
 
-def create_engine(url: str, *, pooled: bool = True) -> AsyncEngine:
+def create_engine(url: str, *, pooled: bool = True, read_only: bool = False) -> AsyncEngine:
     """An engine with the dialect's settings for safe concurrent writers.
 
     SQLite runs in WAL mode and every transaction starts with `BEGIN IMMEDIATE`, so writers queue
-    on the database lock instead of failing when a read transaction tries to upgrade.
+    on the database lock instead of failing when a read transaction tries to upgrade. A
+    `read_only` SQLite engine begins with a plain `BEGIN`: WAL readers never wait for writers.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -41,7 +42,7 @@ def create_engine(url: str, *, pooled: bool = True) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_async_engine(
@@ -59,11 +60,21 @@ class Database:
         self.dialect = make_url(url).get_backend_name()
         self.engine = create_engine(url)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._read_engine = (
+            create_engine(url, read_only=True) if self.dialect == "sqlite" else self.engine
+        )
+        self._read_sessions = async_sessionmaker(self._read_engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """Commit when the block ends normally, roll back when it raises."""
         async with self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A transaction that only reads (on SQLite it takes no write lock)."""
+        async with self._read_sessions() as session, session.begin():
             yield session
 
     async def ping(self) -> None:
@@ -72,3 +83,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._read_engine is not self.engine:
+            await self._read_engine.dispose()

@@ -201,7 +201,7 @@ class Identity:
             raise Unauthenticated("the access token has expired", reason="expired") from None
         except (jwt.InvalidTokenError, ValueError):
             raise Unauthenticated("the access token is invalid") from None
-        async with self.db.transaction() as session:
+        async with self.db.read() as session:
             user = await store.get_user(session, user_id)
         if user is None or not user.active or claims.get("ver") != user.token_version:
             raise Unauthenticated("the access token has been revoked")
@@ -209,7 +209,7 @@ class Identity:
 
     async def login(self, username: str, password: str, client_address: str | None) -> Session:
         await self.throttle.hit(username, client_address)
-        async with self.db.transaction() as session:
+        async with self.db.read() as session:
             found = await store.get_user_by_username(session, username)
         if found is None:
             await self._verify(self._dummy_hash, password)
@@ -309,7 +309,7 @@ class Identity:
 
         Returns whether this call created it, and the password it generated when none was given.
         """
-        async with self.db.transaction() as session:
+        async with self.db.read() as session:
             if await store.count_users(session) > 0:
                 return False, None
         generated = None if password else secrets.token_urlsafe(15)
@@ -326,7 +326,7 @@ class Identity:
     async def get_user(self, actor: User, user_id: int) -> User:
         if actor.id != user_id:
             require_admin(actor)
-        async with self.db.transaction() as session:
+        async with self.db.read() as session:
             user = await store.get_user(session, user_id)
         if user is None:
             raise NotFound(f"no user with id {user_id}")
@@ -336,7 +336,7 @@ class Identity:
         require_admin(actor)
         limit = page_size(first)
         after_id = decode_cursor("user", after)
-        async with self.db.transaction() as session:
+        async with self.db.read() as session:
             users, total = await store.list_users(session, after_id=after_id, limit=limit + 1)
         return Page(
             items=users[:limit],
@@ -452,7 +452,7 @@ class Identity:
         return NewApiToken(secret, token)
 
     async def list_api_tokens(self, actor: User) -> list[ApiToken]:
-        async with self.db.transaction() as session:
+        async with self.db.read() as session:
             return await store.list_api_tokens(session, actor.id)
 
     async def revoke_api_token(self, actor: User, token_id: int) -> None:

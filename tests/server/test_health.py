@@ -75,3 +75,27 @@ def test_readyz_reports_redis_going_away(settings, private_redis, tmp_path):
         assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
     finally:
         stop_server(server)
+
+
+async def test_cors_allows_only_the_configured_origins(settings):
+    from server.app import create_app
+
+    application = create_app(settings.replace(cors_origins=("https://board.example",)))
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            allowed = await http.options(
+                "/graphql", headers={"Origin": "https://board.example", **preflight}
+            )
+            refused = await http.options(
+                "/graphql", headers={"Origin": "https://evil.example", **preflight}
+            )
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://board.example"
+    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    assert refused.status_code == 400
+    assert "access-control-allow-origin" not in refused.headers
