@@ -85,3 +85,17 @@ class Database:
         await self.engine.dispose()
         if self._read_engine is not self.engine:
             await self._read_engine.dispose()
+
+
+async def try_cluster_lock(session: AsyncSession, name: str) -> bool:
+    """Take a lock named `name` for this transaction if no other process holds it.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: the transaction already holds the
+    database's write lock, which excludes every other process.
+    """
+    if session.bind.dialect.name != "postgresql":
+        return True
+    result = await session.execute(
+        text("SELECT pg_try_advisory_xact_lock(hashtext(:name))"), {"name": name}
+    )
+    return bool(result.scalar_one())

@@ -8,8 +8,9 @@ from broadcaster import Broadcast
 
 
 class EventBus:
-    def __init__(self, redis_url: str | None) -> None:
+    def __init__(self, redis_url: str | None, prefix: str = "holdfast") -> None:
         self.redis_url = redis_url
+        self.prefix = prefix
         self._broadcast = Broadcast(redis_url or "memory://")
         self._redis = redis.Redis.from_url(redis_url) if redis_url else None
 
@@ -22,11 +23,11 @@ class EventBus:
             await self._redis.aclose()
 
     async def publish(self, channel: str, message: str) -> None:
-        await self._broadcast.publish(channel=channel, message=message)
+        await self._broadcast.publish(channel=f"{self.prefix}:{channel}", message=message)
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[str]]:
-        async with self._broadcast.subscribe(channel=channel) as subscriber:
+        async with self._broadcast.subscribe(channel=f"{self.prefix}:{channel}") as subscriber:
 
             async def messages() -> AsyncIterator[str]:
                 async for event in subscriber:

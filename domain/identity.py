@@ -13,8 +13,9 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import jwt
 from argon2 import PasswordHasher
@@ -29,6 +30,9 @@ from db.identity import ApiToken, User
 from domain.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from domain.pagination import Page, decode_cursor, encode_cursor, page_size
 from domain.ratelimit import LoginThrottle
+
+if TYPE_CHECKING:
+    from domain.locks import Locks
 
 API_TOKEN_PREFIX = "hf_"
 REFRESH_TOKEN_PREFIX = "hfr_"
@@ -67,6 +71,14 @@ class Session:
     access_token_expires_at: datetime
     refresh_token: str
     user: User
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller, and when the credential they used stops working."""
+
+    user: User
+    expires_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -119,10 +131,13 @@ def require_admin(actor: User) -> None:
 
 
 class Identity:
-    def __init__(self, db: Database, config: IdentityConfig, throttle: LoginThrottle) -> None:
+    def __init__(
+        self, db: Database, config: IdentityConfig, throttle: LoginThrottle, locks: Locks
+    ) -> None:
         self.db = db
         self.config = config
         self.throttle = throttle
+        self.locks = locks
         self._hasher = PasswordHasher(
             time_cost=config.password_time_cost, memory_cost=config.password_memory_kib
         )
@@ -171,7 +186,7 @@ class Identity:
         access_token, expires_at = self._access_token(user, now)
         return Session(access_token, expires_at, refresh_token, user)
 
-    async def authenticate(self, bearer: str) -> User:
+    async def authenticate(self, bearer: str) -> Principal:
         """The active user a bearer credential (JWT or API token) belongs to."""
         now = utcnow()
         if bearer.startswith(API_TOKEN_PREFIX):
@@ -187,7 +202,7 @@ class Identity:
                     or now - token.last_used_at > API_TOKEN_TOUCH_INTERVAL
                 ):
                     await store.touch_api_token(session, token.id, now)
-                return user
+                return Principal(user, token.expires_at)
         try:
             claims = jwt.decode(
                 bearer,
@@ -205,7 +220,7 @@ class Identity:
             user = await store.get_user(session, user_id)
         if user is None or not user.active or claims.get("ver") != user.token_version:
             raise Unauthenticated("the access token has been revoked")
-        return user
+        return Principal(user, datetime.fromtimestamp(claims["exp"], UTC))
 
     async def login(self, username: str, password: str, client_address: str | None) -> Session:
         await self.throttle.hit(username, client_address)
@@ -371,12 +386,17 @@ class Identity:
                 raise Conflict("the last active admin cannot be demoted or deactivated")
             if role is not None:
                 user.role = role.value
+            released = []
             if active is not None:
-                user.active = active
-                if not active:
+                if user.active and not active:
                     await store.revoke_user_refresh_tokens(session, user.id, now)
+                    released = await self.locks.release_all_of_user(
+                        session, user, actor, "the holder's account was deactivated"
+                    )
+                user.active = active
             await session.flush()
-            return user
+        await self.locks.publish_after_commit(released)
+        return user
 
     async def delete_user(self, actor: User, user_id: int) -> None:
         require_admin(actor)
@@ -390,7 +410,11 @@ class Identity:
                 and await store.count_active_admins(session, lock=True) <= 1
             ):
                 raise Conflict("the last active admin cannot be deleted")
+            released = await self.locks.release_all_of_user(
+                session, user, actor, "the holder's account was deleted"
+            )
             await store.delete_user(session, user)
+        await self.locks.publish_after_commit(released)
 
     async def _set_password(self, session, user: User, password_hash: str) -> None:
         user.password_hash = password_hash

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from db.identity import User
 from domain.errors import BadUserInput, Unauthenticated
-from domain.identity import Identity
+from domain.identity import Identity, Principal
+from domain.locks import Locks
+from domain.projects import Projects
 
 
 @dataclass
@@ -15,6 +18,8 @@ class Services:
     """Everything a resolver may call, built once per process by the server."""
 
     identity: Identity
+    projects: Projects
+    locks: Locks
 
 
 @dataclass
@@ -26,7 +31,7 @@ class Context:
     authorization: str | None = None
     """The raw `Authorization` value: a header, or a websocket's connection_init payload."""
     connection_params: dict[str, Any] | None = None
-    _viewer: User | None = field(default=None, repr=False)
+    _principal: Principal | None = field(default=None, repr=False)
     _authenticated: bool = field(default=False, repr=False)
 
     async def viewer(self) -> User | None:
@@ -34,9 +39,20 @@ class Context:
         if not self._authenticated:
             bearer = bearer_token(self.authorization)
             if bearer is not None:
-                self._viewer = await self.services.identity.authenticate(bearer)
+                self._principal = await self.services.identity.authenticate(bearer)
             self._authenticated = True
-        return self._viewer
+        return self._principal.user if self._principal else None
+
+    @property
+    def credential_expires_at(self) -> datetime | None:
+        """When the caller's credential stops working (subscriptions end then)."""
+        return self._principal.expires_at if self._principal else None
+
+    async def close_connection(self, code: int, reason: str) -> None:
+        """Close the websocket this operation runs on (no-op over HTTP)."""
+        close = getattr(self.request, "close", None)
+        if close is not None:
+            await close(code=code, reason=reason)
 
     async def require_viewer(self) -> User:
         viewer = await self.viewer()

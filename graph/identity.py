@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from db import identity as models
 from domain import identity
+from domain.lock_feed import UserRef
 from domain.pagination import Page
 from graph.context import Context, decode_id
 from graph.pagination import PageInfo
@@ -27,8 +28,8 @@ class User:
     username: str
     role: Role
     active: bool
-    created_at: datetime
-    _email: strawberry.Private[str]
+    created_at: datetime | None
+    _email: strawberry.Private[str | None]
 
     @strawberry.field(description="Shown to the user themself and to admins; null otherwise.")
     async def email(self, info: Info[Context, None]) -> str | None:
@@ -36,6 +37,18 @@ class User:
         if viewer is not None and (viewer.role == Role.ADMIN.value or str(viewer.id) == self.id):
             return self._email
         return None
+
+    @classmethod
+    def of_ref(cls, user: UserRef) -> User:
+        """A user as a lock or event names them (no email)."""
+        return cls(
+            id=strawberry.ID(str(user.id)),
+            username=user.username,
+            role=Role(user.role),
+            active=user.active,
+            created_at=None,
+            _email=None,
+        )
 
     @classmethod
     def of(cls, user: models.User) -> User:

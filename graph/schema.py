@@ -19,6 +19,8 @@ from strawberry.types import ExecutionContext
 
 from graph.errors import ErrorCodes, log_unexpected
 from graph.identity import IdentityMutation, IdentityQuery
+from graph.locks import LockMutation, LockQuery, LockSubscription
+from graph.projects import ProjectMutation, ProjectQuery
 
 DOCUMENT_CACHE_SIZE = 1024
 
@@ -41,12 +43,17 @@ class DocumentCache(SchemaExtension):
 
 
 @strawberry.type
-class Query(IdentityQuery):
+class Query(IdentityQuery, ProjectQuery, LockQuery):
     pass
 
 
 @strawberry.type
-class Mutation(IdentityMutation):
+class Mutation(IdentityMutation, ProjectMutation, LockMutation):
+    pass
+
+
+@strawberry.type
+class Subscription(LockSubscription):
     pass
 
 
@@ -77,7 +84,9 @@ def build_schema(limits: Limits = Limits()) -> strawberry.Schema:
     ]
     if not limits.introspection:
         extensions.append(DisableIntrospection)
-    return HoldfastSchema(query=Query, mutation=Mutation, extensions=extensions)
+    return HoldfastSchema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+    )
 
 
 schema = build_schema()

@@ -1,11 +1,14 @@
 """The Starlette application: wiring settings, database, bus and schema together."""
 
+import asyncio
+import contextlib
 import logging
 import re
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -18,7 +21,9 @@ from db import migrations
 from db.engine import Database
 from domain.bus import EventBus
 from domain.identity import Identity, IdentityConfig, shared_jwt_secret
-from domain.projects import DEFAULT_PROJECT_SLUG, ensure_project
+from domain.lock_feed import LockFeeds
+from domain.locks import Locks
+from domain.projects import DEFAULT_PROJECT_SLUG, Projects, ensure_project
 from domain.ratelimit import LoginThrottle, limits_storage
 from graph.context import Services
 from graph.schema import Limits, build_schema
@@ -70,8 +75,15 @@ def announce_admin_password(username: str, password: str) -> None:
     )
 
 
-async def start_services(settings: Settings, db: Database) -> Services:
+async def start_services(settings: Settings, db: Database, bus: EventBus) -> Services:
     jwt_secret = settings.jwt_secret or await shared_jwt_secret(db)
+    feeds = LockFeeds(
+        db,
+        bus,
+        queue_size=settings.subscriber_queue_size,
+        check_interval=settings.live_resync_interval,
+    )
+    locks = Locks(db, feeds)
     identity = Identity(
         db,
         IdentityConfig(
@@ -85,6 +97,7 @@ async def start_services(settings: Settings, db: Database) -> Services:
         LoginThrottle(
             limits_storage(settings.redis_url, settings.redis_prefix), settings.login_rate_limit
         ),
+        locks,
     )
     created, generated = await identity.ensure_admin(
         settings.admin_username, settings.admin_email, settings.admin_password
@@ -96,7 +109,21 @@ async def start_services(settings: Settings, db: Database) -> Services:
             "Created the admin user %r with the configured password", settings.admin_username
         )
     await ensure_project(db, DEFAULT_PROJECT_SLUG, "Default")
-    return Services(identity=identity)
+    return Services(identity=identity, projects=Projects(db), locks=locks)
+
+
+async def run_lock_expiry(settings: Settings, locks: Locks) -> None:
+    """Release expired locks and drop old events, forever (one replica per round does it)."""
+    hours = settings.lock_auto_release_hours
+    while True:
+        try:
+            await locks.expire_due(
+                auto_release_after=timedelta(hours=hours) if hours else None,
+                retention=timedelta(seconds=settings.event_retention),
+            )
+        except Exception:
+            logger.exception("lock expiry round failed")
+        await asyncio.sleep(settings.lock_expiry_interval)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -116,13 +143,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.migrate_on_start:
             await migrations.upgrade(settings.database_url)
         db = Database(settings.database_url)
-        bus = EventBus(settings.redis_url)
+        bus = EventBus(settings.redis_url, settings.redis_prefix)
         await bus.connect()
+        expiry = None
         try:
-            graphql.services = await start_services(settings, db)
-            app.state.db, app.state.bus, app.state.services = db, bus, graphql.services
+            services = await start_services(settings, db, bus)
+            graphql.services = services
+            app.state.db, app.state.bus, app.state.services = db, bus, services
+            expiry = asyncio.create_task(run_lock_expiry(settings, services.locks))
             yield
         finally:
+            if expiry is not None:
+                expiry.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await expiry
+            if graphql.services is not None:
+                await graphql.services.locks.feeds.close()
             await bus.disconnect()
             await db.dispose()
 

@@ -1,0 +1,123 @@
+"""Projects in the GraphQL schema."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import strawberry
+from strawberry.types import Info
+
+from db import projects as models
+from domain import projects
+from graph.context import Context
+from graph.scalars import Long
+
+
+@strawberry.enum(description="Who may force-release another's lock in a project.")
+class ForceReleasePolicy(Enum):
+    ADMINS = "admins"
+    EVERYONE = "everyone"
+
+
+@strawberry.type
+class Project:
+    id: strawberry.ID
+    slug: str
+    name: str
+    case_sensitive: bool
+    archived: bool
+    default_ttl_seconds: int | None
+    force_release_policy: ForceReleasePolicy
+    last_seq: Long = strawberry.field(
+        description="The seq of the project's newest lock event (when this was read)."
+    )
+
+    @classmethod
+    def of(cls, project: models.Project) -> Project:
+        return cls(
+            id=strawberry.ID(str(project.id)),
+            slug=project.slug,
+            name=project.name,
+            case_sensitive=project.case_sensitive,
+            archived=project.archived_at is not None,
+            default_ttl_seconds=project.default_ttl_seconds,
+            force_release_policy=ForceReleasePolicy(project.force_release_policy),
+            last_seq=project.last_seq,
+        )
+
+
+@strawberry.input
+class CreateProjectInput:
+    slug: str
+    name: str
+    case_sensitive: bool | None = False
+    default_ttl_seconds: int | None = None
+    force_release_policy: ForceReleasePolicy | None = ForceReleasePolicy.ADMINS
+
+
+@strawberry.input(description="Only the fields given change; defaultTtlSeconds: null clears it.")
+class UpdateProjectInput:
+    name: str | None = strawberry.UNSET
+    default_ttl_seconds: int | None = strawberry.UNSET
+    force_release_policy: ForceReleasePolicy | None = strawberry.UNSET
+    archived: bool | None = strawberry.UNSET
+
+
+def _given(value):
+    return None if value is strawberry.UNSET else value
+
+
+def _policy(value: ForceReleasePolicy | None) -> projects.ForceReleasePolicy | None:
+    return None if value is None else projects.ForceReleasePolicy(value.value)
+
+
+@strawberry.type
+class ProjectQuery:
+    @strawberry.field
+    async def project(self, info: Info[Context, None], slug: str) -> Project | None:
+        await info.context.require_viewer()
+        found = await info.context.services.projects.get(slug)
+        return None if found is None else Project.of(found)
+
+    @strawberry.field(description="Projects in slug order; archived ones only when asked.")
+    async def projects(
+        self, info: Info[Context, None], include_archived: bool | None = False
+    ) -> list[Project]:
+        await info.context.require_viewer()
+        return [
+            Project.of(project)
+            for project in await info.context.services.projects.list(bool(include_archived))
+        ]
+
+
+@strawberry.type
+class ProjectMutation:
+    @strawberry.mutation(description="Admins only. Projects are case-insensitive by default.")
+    async def create_project(self, info: Info[Context, None], input: CreateProjectInput) -> Project:
+        actor = await info.context.require_viewer()
+        project = await info.context.services.projects.create(
+            actor,
+            input.slug,
+            input.name,
+            case_sensitive=bool(input.case_sensitive),
+            default_ttl_seconds=input.default_ttl_seconds,
+            force_release_policy=_policy(input.force_release_policy)
+            or projects.ForceReleasePolicy.ADMINS,
+        )
+        return Project.of(project)
+
+    @strawberry.mutation(description="Admins only: rename, set the default TTL, archive.")
+    async def update_project(
+        self, info: Info[Context, None], slug: str, input: UpdateProjectInput
+    ) -> Project:
+        actor = await info.context.require_viewer()
+        project = await info.context.services.projects.update(
+            actor,
+            slug,
+            name=_given(input.name),
+            default_ttl_seconds=_given(input.default_ttl_seconds),
+            clear_default_ttl=input.default_ttl_seconds is None,
+            force_release_policy=_policy(_given(input.force_release_policy)),
+            archived=_given(input.archived),
+        )
+        return Project.of(project)
