@@ -33,9 +33,7 @@ class Lock(Base):
     """As first written (normalised)."""
     path_key: Mapped[str] = mapped_column(String(MAX_PATH_LENGTH))
     """What uniqueness is decided on: the path, case-folded in case-insensitive projects."""
-    owner_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     branch: Mapped[str | None] = mapped_column(String(255))
     comment: Mapped[str | None] = mapped_column(String(500))
     acquired_at: Mapped[datetime]
@@ -128,7 +126,11 @@ async def locks_due(
 
 
 async def events_after(
-    session: AsyncSession, project_id: int, after_seq: int, *, through_seq: int | None = None,
+    session: AsyncSession,
+    project_id: int,
+    after_seq: int,
+    *,
+    through_seq: int | None = None,
     limit: int | None = None,
 ) -> list[LockEvent]:
     query = (

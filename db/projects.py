@@ -57,4 +57,3 @@ async def add_project_if_missing(session: AsyncSession, *, slug: str, name: str)
     await insert_unless_exists(
         session, Project, "slug", slug=slug, name=name, case_sensitive=False, created_at=utcnow()
     )
-

@@ -63,8 +63,19 @@ class LockChange:
 
 
 _EVENT_FIELDS = (
-    "project_id", "seq", "kind", "lock_id", "path", "owner_id", "owner_username", "branch",
-    "comment", "fencing_token", "actor_id", "actor_username", "message",
+    "project_id",
+    "seq",
+    "kind",
+    "lock_id",
+    "path",
+    "owner_id",
+    "owner_username",
+    "branch",
+    "comment",
+    "fencing_token",
+    "actor_id",
+    "actor_username",
+    "message",
 )
 _TIME_FIELDS = ("acquired_at", "expires_at", "at")
 
@@ -128,7 +139,7 @@ class LockFeeds:
         for change in changes:
             try:
                 await self.bus.publish(self.channel(project_id), encode(change))
-            except Exception as error:  # noqa: BLE001 - subscribers catch up from the table
+            except Exception as error:
                 logger.warning("could not publish lock event: %s", type(error).__name__)
                 return
 

@@ -77,6 +77,14 @@ def _paths(raw_paths: Iterable[str]) -> list[str]:
     return paths
 
 
+def by_key(paths: list[str], case_sensitive: bool) -> dict[str, str]:
+    """Paths by their key, in order; of paths that differ only in case the first is kept."""
+    keys: dict[str, str] = {}
+    for path in paths:
+        keys.setdefault(path_key(path, case_sensitive), path)
+    return keys
+
+
 class Locks:
     def __init__(self, db: Database, feeds: LockFeeds) -> None:
         self.db = db
@@ -170,13 +178,14 @@ class Locks:
         me = UserRef.of(actor)
 
         async def work(session, project, now):
-            keys = {path_key(path, project.case_sensitive): path for path in paths}
+            keys = by_key(paths, project.case_sensitive)
             existing = {
                 lock.path_key: lock
                 for lock in await store.locks_on_keys(session, project.id, list(keys))
             }
             expired = [
-                lock for lock in existing.values()
+                lock
+                for lock in existing.values()
                 if lock.expires_at is not None and lock.expires_at <= now
             ]
             changes = await self._release_expired(session, project, expired, now)
@@ -187,11 +196,13 @@ class Locks:
                 holders = []
                 for lock in sorted(conflicts, key=lambda lock: lock.path):
                     owner = await self._owner(session, lock.owner_id)
-                    holders.append({
-                        "path": lock.path,
-                        "username": owner.username,
-                        "acquiredAt": lock.acquired_at.isoformat(),
-                    })
+                    holders.append(
+                        {
+                            "path": lock.path,
+                            "username": owner.username,
+                            "acquiredAt": lock.acquired_at.isoformat(),
+                        }
+                    )
                 names = ", ".join(f"{h['path']} (held by {h['username']})" for h in holders)
                 raise Conflict(f"already locked: {names}", holders=holders)
             ttl = ttl_seconds or project.default_ttl_seconds
@@ -232,7 +243,7 @@ class Locks:
         me = UserRef.of(actor)
 
         async def work(session, project, now):
-            keys = {path_key(path, project.case_sensitive): path for path in paths}
+            keys = by_key(paths, project.case_sensitive)
             found = {
                 lock.path_key: lock
                 for lock in await store.locks_on_keys(session, project.id, list(keys))
@@ -287,8 +298,7 @@ class Locks:
     @staticmethod
     def _may_force(actor: User, project: Project) -> bool:
         return (
-            actor.role == Role.ADMIN
-            or project.force_release_policy == ForceReleasePolicy.EVERYONE
+            actor.role == Role.ADMIN or project.force_release_policy == ForceReleasePolicy.EVERYONE
         )
 
     async def renew(
@@ -381,7 +391,7 @@ class Locks:
         async with self.db.transaction() as session:
             if not await try_cluster_lock(session, "lock-expiry"):
                 return 0
-            acquired_before = now - auto_release_after if auto_release_after else None
+            acquired_before = None if auto_release_after is None else now - auto_release_after
             due = await store.locks_due(session, now, acquired_before)
             for project_id in sorted({lock.project_id for lock in due}):
                 project = await project_store.get_project(session, project_id, for_update=True)
@@ -423,7 +433,9 @@ class Locks:
         async with self.db.read() as session:
             return await find_project(session, slug)
 
-    async def status(self, slug: str, raw_paths: list[str]) -> tuple[Project, list[HeldLock | None]]:
+    async def status(
+        self, slug: str, raw_paths: list[str]
+    ) -> tuple[Project, list[HeldLock | None]]:
         """The lock on each path, in order (None where free)."""
         paths = _paths(raw_paths)
         now = utcnow()
@@ -431,7 +443,8 @@ class Locks:
             project = await find_project(session, slug)
             keys = [path_key(path, project.case_sensitive) for path in paths]
             locks = [
-                lock for lock in await store.locks_on_keys(session, project.id, keys)
+                lock
+                for lock in await store.locks_on_keys(session, project.id, keys)
                 if lock.expires_at is None or lock.expires_at > now
             ]
             held = {entry.lock.path_key: entry for entry in await self._held(session, locks)}
@@ -490,7 +503,6 @@ class Locks:
             )
         return project, changes
 
-
     async def follow(
         self,
         slug: str,
@@ -530,5 +542,3 @@ def check_since(project: Project, since: int | None) -> None:
             reason="refetch",
             oldestSeq=project.purged_through_seq + 1,
         )
-
-

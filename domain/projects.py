@@ -121,9 +121,7 @@ class Projects:
             if clear_default_ttl:
                 project.default_ttl_seconds = None
             elif default_ttl_seconds is not None:
-                project.default_ttl_seconds = validate_ttl(
-                    default_ttl_seconds, "defaultTtlSeconds"
-                )
+                project.default_ttl_seconds = validate_ttl(default_ttl_seconds, "defaultTtlSeconds")
             if force_release_policy is not None:
                 project.force_release_policy = force_release_policy.value
             if archived is not None:

@@ -4,10 +4,13 @@ from typing import NewType
 
 import strawberry
 
-Long = strawberry.scalar(
-    NewType("Long", int),
-    name="Long",
-    description="A 64-bit integer, serialised as a JSON number",
-    serialize=int,
-    parse_value=int,
-)
+Long = NewType("Long", int)
+
+SCALARS = {
+    Long: strawberry.scalar(
+        name="Long",
+        description="A 64-bit integer, serialised as a JSON number",
+        serialize=int,
+        parse_value=int,
+    )
+}

@@ -15,12 +15,14 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from graph.errors import ErrorCodes, log_unexpected
 from graph.identity import IdentityMutation, IdentityQuery
 from graph.locks import LockMutation, LockQuery, LockSubscription
 from graph.projects import ProjectMutation, ProjectQuery
+from graph.scalars import SCALARS
 
 DOCUMENT_CACHE_SIZE = 1024
 
@@ -85,7 +87,11 @@ def build_schema(limits: Limits = Limits()) -> strawberry.Schema:
     if not limits.introspection:
         extensions.append(DisableIntrospection)
     return HoldfastSchema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        config=StrawberryConfig(scalar_map=SCALARS),
     )
 
 

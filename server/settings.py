@@ -51,7 +51,9 @@ def _whole_number(minimum: int) -> Callable[[Any], int]:
         except ValueError:
             raise ValueError("expected a whole number") from None
         if number < minimum:
-            raise ValueError("must be greater than zero" if minimum == 1 else "must not be negative")
+            raise ValueError(
+                "must be greater than zero" if minimum == 1 else "must not be negative"
+            )
         return number
 
     return parse
@@ -205,16 +207,36 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("PASSWORD_HASH_TIME_COST", _positive_int, 3, "Argon2id passes per password hash."),
     Setting("PASSWORD_HASH_MEMORY_KIB", _positive_int, 65536, "Argon2id memory per hash, KiB."),
-    Setting("EVENT_RETENTION", _duration, 30 * 86400,
-            "How long lock events are kept for `lockHistory` and `since` replays."),
-    Setting("LOCK_AUTO_RELEASE_HOURS", _non_negative_int, 0,
-            "Release locks held longer than this many hours as EXPIRED; 0 = off."),
-    Setting("LOCK_EXPIRY_INTERVAL", _duration, 15,
-            "How often the cluster checks for expired locks (once per cluster, not per replica)."),
-    Setting("SUBSCRIBER_QUEUE_SIZE", _positive_int, 1000,
-            "Events a websocket subscriber may fall behind before it is cut off to reconnect."),
-    Setting("LIVE_RESYNC_INTERVAL", _duration, 2,
-            "How often a quiet live feed asks the database for events the bus lost."),
+    Setting(
+        "EVENT_RETENTION",
+        _duration,
+        30 * 86400,
+        "How long lock events are kept for `lockHistory` and `since` replays.",
+    ),
+    Setting(
+        "LOCK_AUTO_RELEASE_HOURS",
+        _non_negative_int,
+        0,
+        "Release locks held longer than this many hours as EXPIRED; 0 = off.",
+    ),
+    Setting(
+        "LOCK_EXPIRY_INTERVAL",
+        _duration,
+        15,
+        "How often the cluster checks for expired locks (once per cluster, not per replica).",
+    ),
+    Setting(
+        "SUBSCRIBER_QUEUE_SIZE",
+        _positive_int,
+        1000,
+        "Events a websocket subscriber may fall behind before it is cut off to reconnect.",
+    ),
+    Setting(
+        "LIVE_RESYNC_INTERVAL",
+        _duration,
+        2,
+        "How often a quiet live feed asks the database for events the bus lost.",
+    ),
     Setting("MIGRATE_ON_START", _boolean, True, "`holdfast serve` applies pending migrations."),
 )
 
