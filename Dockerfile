@@ -11,4 +11,5 @@ USER holdfast
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"
-CMD ["holdfast", "serve", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--forwarded-allow-ips", "*"]
+# Behind a reverse proxy, add: --proxy-headers --forwarded-allow-ips <the proxy's address>
+CMD ["holdfast", "serve", "--host", "0.0.0.0", "--port", "8000"]

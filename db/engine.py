@@ -78,7 +78,7 @@ class Database:
             yield session
 
     async def ping(self) -> None:
-        async with self.engine.connect() as connection:
+        async with self._read_engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:

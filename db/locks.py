@@ -25,7 +25,10 @@ class Lock(Base):
     """A held lock. Released locks are deleted; their history lives in `lock_events`."""
 
     __tablename__ = "locks"
-    __table_args__ = (UniqueConstraint("project_id", "path_key"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "path_key"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))

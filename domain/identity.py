@@ -190,19 +190,17 @@ class Identity:
         """The active user a bearer credential (JWT or API token) belongs to."""
         now = utcnow()
         if bearer.startswith(API_TOKEN_PREFIX):
-            async with self.db.transaction() as session:
+            async with self.db.read() as session:
                 token = await store.get_api_token(session, digest(bearer))
                 if token is None or (token.expires_at is not None and token.expires_at <= now):
                     raise Unauthenticated("the API token is invalid, expired or revoked")
                 user = await store.get_user(session, token.user_id)
-                if user is None or not user.active:
-                    raise Unauthenticated("the API token's user is not active")
-                if (
-                    token.last_used_at is None
-                    or now - token.last_used_at > API_TOKEN_TOUCH_INTERVAL
-                ):
+            if user is None or not user.active:
+                raise Unauthenticated("the API token's user is not active")
+            if token.last_used_at is None or now - token.last_used_at > API_TOKEN_TOUCH_INTERVAL:
+                async with self.db.transaction() as session:
                     await store.touch_api_token(session, token.id, now)
-                return Principal(user, token.expires_at)
+            return Principal(user, token.expires_at)
         try:
             claims = jwt.decode(
                 bearer,
@@ -389,6 +387,7 @@ class Identity:
             released = []
             if active is not None:
                 if user.active and not active:
+                    user.token_version += 1
                     await store.revoke_user_refresh_tokens(session, user.id, now)
                     released = await self.locks.release_all_of_user(
                         session, user, actor, "the holder's account was deactivated"
@@ -434,10 +433,14 @@ class Identity:
             return user
 
     async def change_password(
-        self, actor: User, current_password: str, new_password: str
+        self, actor: User, current_password: str, new_password: str, client_address: str | None
     ) -> Session:
-        """Change one's own password: other sessions end, this one gets fresh tokens."""
+        """Change one's own password: other sessions end, this one gets fresh tokens.
+
+        Throttled like login: a stolen access token must not become a password oracle.
+        """
         validate_password(new_password, field="newPassword")
+        await self.throttle.hit(actor.username, client_address)
         if not await self._verify(actor.password_hash, current_password):
             raise BadUserInput("the current password is wrong", field="currentPassword")
         password_hash = await self._hash(new_password)

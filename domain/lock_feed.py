@@ -17,7 +17,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -35,6 +36,7 @@ from domain.errors import BadUserInput, DomainError, Unauthenticated
 logger = logging.getLogger("holdfast.lock_feed")
 
 REPLAY_PAGE = 500
+RECHECK_INTERVAL = 30.0
 
 
 @dataclass(frozen=True)
@@ -269,11 +271,13 @@ class LockFeeds:
         newest_seq: int,
         accept: Callable[[LockChange], bool] | None = None,
         until: datetime | None = None,
+        recheck: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncIterator[LockChange]:
         """Every change after `since` (stored ones first), then live ones, in seq order.
 
         Without `since`, only changes from now on; only those `accept` takes are yielded.
-        Ends with Unauthenticated at `until`.
+        Ends with Unauthenticated at `until`, and when `recheck` (called every
+        `RECHECK_INTERVAL` seconds) raises: the caller's access was revoked.
         """
         feed = await self._feed(project_id)
         subscriber = Subscriber(asyncio.Queue(self.queue_size))
@@ -296,19 +300,26 @@ class LockFeeds:
                     last = change.seq
                     if accept is None or accept(change):
                         yield change
+            next_check = time.monotonic() + RECHECK_INTERVAL
             while True:
-                timeout = None
+                timeout = next_check - time.monotonic()
                 if until is not None:
-                    timeout = (until - datetime.now(until.tzinfo)).total_seconds()
-                    if timeout <= 0:
+                    left = (until - datetime.now(until.tzinfo)).total_seconds()
+                    if left <= 0:
                         raise Unauthenticated(
                             "the access token has expired: refresh it and subscribe again with "
                             "since",
                             reason="expired",
                         )
+                    timeout = min(timeout, left)
                 try:
-                    change = await asyncio.wait_for(subscriber.queue.get(), timeout)
+                    change = await asyncio.wait_for(subscriber.queue.get(), max(timeout, 0))
                 except TimeoutError:
+                    change = None
+                if recheck is not None and time.monotonic() >= next_check:
+                    await recheck()
+                    next_check = time.monotonic() + RECHECK_INTERVAL
+                if change is None:
                     continue
                 if subscriber.overflowed:
                     raise SubscriberTooSlow(

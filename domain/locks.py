@@ -510,6 +510,7 @@ class Locks:
         path_prefix: str | None = None,
         since: int | None = None,
         until: datetime | None = None,
+        recheck: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[Project, AsyncIterator[LockChange]]:
         """The project and its live changes (after `since`, stored ones first)."""
         prefix = normalize_prefix(path_prefix) if path_prefix else None
@@ -524,7 +525,12 @@ class Locks:
                 return path_key(change.event.path, project.case_sensitive).startswith(key)
 
         changes = self.feeds.follow(
-            project.id, since, newest_seq=project.last_seq, accept=accept, until=until
+            project.id,
+            since,
+            newest_seq=project.last_seq,
+            accept=accept,
+            until=until,
+            recheck=recheck,
         )
         return project, changes
 

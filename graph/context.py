@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,8 @@ from domain.errors import BadUserInput, Unauthenticated
 from domain.identity import Identity, Principal
 from domain.locks import Locks
 from domain.projects import Projects
+
+RECHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -31,17 +34,29 @@ class Context:
     authorization: str | None = None
     """The raw `Authorization` value: a header, or a websocket's connection_init payload."""
     connection_params: dict[str, Any] | None = None
+    long_lived: bool = False
+    """A websocket's context outlives its operations: the caller is checked again for each."""
     _principal: Principal | None = field(default=None, repr=False)
-    _authenticated: bool = field(default=False, repr=False)
+    _checked_at: float | None = field(default=None, repr=False)
 
     async def viewer(self) -> User | None:
         """The caller, or None without credentials; a bad credential is UNAUTHENTICATED."""
-        if not self._authenticated:
+        now = time.monotonic()
+        stale = self._checked_at is None or (
+            self.long_lived and now - self._checked_at > RECHECK_SECONDS
+        )
+        if stale:
+            self._principal = None
             bearer = bearer_token(self.authorization)
             if bearer is not None:
                 self._principal = await self.services.identity.authenticate(bearer)
-            self._authenticated = True
+            self._checked_at = now
         return self._principal.user if self._principal else None
+
+    async def recheck(self) -> None:
+        """Raise UNAUTHENTICATED if the caller's credential no longer holds."""
+        self._checked_at = None
+        await self.require_viewer()
 
     @property
     def credential_expires_at(self) -> datetime | None:
@@ -63,8 +78,10 @@ class Context:
 
 def bearer_token(header: str | None) -> str | None:
     """The token of an `Authorization: Bearer …` value; None when absent."""
-    if not header:
+    if header is None or header == "":
         return None
+    if not isinstance(header, str):
+        raise Unauthenticated("Authorization must be a string: 'Bearer <token>'")
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("the Authorization header must be 'Bearer <token>'")

@@ -213,7 +213,9 @@ class IdentityMutation:
     ) -> AuthPayload:
         actor = await info.context.require_viewer()
         return AuthPayload.of(
-            await _identity(info).change_password(actor, current_password, new_password)
+            await _identity(info).change_password(
+                actor, current_password, new_password, info.context.client_address
+            )
         )
 
     @strawberry.mutation

@@ -293,6 +293,7 @@ class LockSubscription:
             path_prefix=path_prefix,
             since=since,
             until=info.context.credential_expires_at,
+            recheck=info.context.recheck,
         )
         graph_project = Project.of(found)
         try:

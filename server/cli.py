@@ -16,10 +16,30 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
+def _check_admin_settings(settings: Settings) -> None:
+    """The first admin is made at start-up: refuse values it would be refused with."""
+    from domain.errors import BadUserInput
+    from domain.identity import validate_email, validate_password, validate_username
+
+    checks = [
+        ("ADMIN_USERNAME", validate_username, settings.admin_username),
+        ("ADMIN_EMAIL", validate_email, settings.admin_email),
+    ]
+    if settings.admin_password:
+        checks.append(("ADMIN_PASSWORD", validate_password, settings.admin_password))
+    for name, check, value in checks:
+        try:
+            check(value)
+        except BadUserInput as error:
+            print(f"holdfast: bad setting: HOLDFAST_{name}: {error.message}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = _settings()
+    _check_admin_settings(settings)
     if args.workers > 1 and settings.redis_url is None:
         print(
             "holdfast: --workers > 1 needs HOLDFAST_REDIS_URL: without Redis each worker would "

@@ -62,10 +62,11 @@ class GraphQLApp(GraphQL):
             request_id=request.scope.get("state", {}).get("request_id", "-"),
             client_address=request.client.host if request.client else None,
             authorization=request.headers.get("authorization") if is_http else None,
+            long_lived=not is_http,
         )
 
     async def on_ws_connect(self, context: Context) -> dict[str, Any] | None:
-        """Authenticate a websocket once, from its connection_init payload."""
+        """Authenticate a websocket from its connection_init payload (operations re-check)."""
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
         context.authorization = params.get("Authorization") or params.get("authorization")
         try:

@@ -93,6 +93,20 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
     return parse
 
 
+_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def hide_password(url: str) -> str:
+    return _URL_PASSWORD.sub(r"\1***@", url)
+
+
+def _jwt_secret(value: Any) -> str | None:
+    text = str(value).strip()
+    if text and len(text.encode()) < 32:
+        raise ValueError("must be at least 32 bytes long")
+    return text or None
+
+
 def _database_url(value: Any) -> str:
     text = str(value).strip()
     if not text.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
@@ -166,7 +180,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "JWT_SECRET",
-        _optional_text,
+        _jwt_secret,
         None,
         "Key that signs access tokens; unset = generated once and kept in the database.",
         secret=True,
@@ -245,8 +259,8 @@ _BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str
-    redis_url: str | None
+    database_url: str = field(repr=False)
+    redis_url: str | None = field(repr=False)
     redis_prefix: str
     jwt_secret: str | None = field(repr=False)
     access_token_ttl: int
@@ -312,7 +326,7 @@ def load_settings(
         try:
             values[setting.name.lower()] = setting.parse(raw_value)
         except ValueError as error:
-            shown = "(hidden)" if setting.secret else repr(raw_value)
+            shown = "(hidden)" if setting.secret else repr(hide_password(str(raw_value)))
             raise SettingsError(f"{source}: {error} (got {shown})") from None
     if not values["admin_username"]:
         raise SettingsError(f"{ENV_PREFIX}ADMIN_USERNAME: must not be empty")

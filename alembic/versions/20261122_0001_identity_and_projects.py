@@ -44,7 +44,8 @@ def upgrade() -> None:
     sa.Column('token_version', sa.Integer(), nullable=False),
     sa.Column('created_at', db.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', db.base.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_users'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
+    sqlite_autoincrement=True,
     )
     op.create_index('uq_users_username_lower', 'users', [sa.text('lower(username)')], unique=True)
     op.create_table('api_tokens',
@@ -57,7 +58,8 @@ def upgrade() -> None:
     sa.Column('last_used_at', db.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_api_tokens_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_tokens')),
-    sa.UniqueConstraint('token_hash', name=op.f('uq_api_tokens_token_hash'))
+    sa.UniqueConstraint('token_hash', name=op.f('uq_api_tokens_token_hash')),
+    sqlite_autoincrement=True,
     )
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_api_tokens_user_id'), ['user_id'], unique=False)
@@ -73,7 +75,8 @@ def upgrade() -> None:
     sa.Column('revoked_at', db.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_refresh_tokens_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_refresh_tokens')),
-    sa.UniqueConstraint('token_hash', name=op.f('uq_refresh_tokens_token_hash'))
+    sa.UniqueConstraint('token_hash', name=op.f('uq_refresh_tokens_token_hash')),
+    sqlite_autoincrement=True,
     )
     with op.batch_alter_table('refresh_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_refresh_tokens_family'), ['family'], unique=False)

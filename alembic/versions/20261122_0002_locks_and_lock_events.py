@@ -58,7 +58,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['owner_id'], ['users.id'], name=op.f('fk_locks_owner_id_users'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_locks_project_id_projects'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_locks')),
-    sa.UniqueConstraint('project_id', 'path_key', name=op.f('uq_locks_project_id'))
+    sa.UniqueConstraint('project_id', 'path_key', name=op.f('uq_locks_project_id')),
+    sqlite_autoincrement=True,
     )
     with op.batch_alter_table('locks', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_locks_expires_at'), ['expires_at'], unique=False)

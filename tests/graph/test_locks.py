@@ -19,7 +19,8 @@ ACQUIRE_MANY = f"""mutation($project: String!, $paths: [String!]!) {{
     acquireLocks(project: $project, paths: $paths) {{ {LOCK_FIELDS} }} }}"""
 RELEASE = """mutation($project: String!, $path: String!, $force: Boolean) {
     releaseLock(project: $project, path: $path, force: $force) { id path owner { username } } }"""
-RELEASE_MANY = """mutation($project: String!, $paths: [String!]!, $force: Boolean, $branch: String) {
+RELEASE_MANY = """mutation($project: String!, $paths: [String!]!, $force: Boolean,
+    $branch: String) {
     releaseLocks(project: $project, paths: $paths, force: $force, branch: $branch) { path } }"""
 HISTORY = """query($project: String!, $since: Long, $first: Int) {
     lockHistory(project: $project, since: $since, first: $first) {
@@ -444,7 +445,8 @@ async def test_locks_filters_pages_and_counts(api, users):
         ("Config/D.ini", "mira", None),
     ]:
         await acquire(api, users[user], path, branch=branch)
-    query = """query($prefix: String, $owner: String, $branch: String, $first: Int, $after: String) {
+    query = """query($prefix: String, $owner: String, $branch: String, $first: Int,
+        $after: String) {
         locks(project: "default", pathPrefix: $prefix, owner: $owner, branch: $branch,
               first: $first, after: $after) {
             totalCount seq pageInfo { hasNextPage endCursor } edges { cursor node { path } } } }"""

@@ -88,9 +88,10 @@ def test_secret_values_are_never_echoed(tmp_path):
     secret_settings = [setting.name for setting in SETTINGS if setting.secret]
     assert {"JWT_SECRET", "ADMIN_PASSWORD"} <= set(secret_settings)
     settings = load_settings(
-        environ={"HOLDFAST_JWT_SECRET": "sekrit-value"}, config_file=tmp_path / "x"
+        environ={"HOLDFAST_JWT_SECRET": "sekrit-value-that-is-long-enough-to-sign"},
+        config_file=tmp_path / "x",
     )
-    assert "sekrit-value" not in repr(settings)
+    assert "sekrit-value-that-is-long-enough-to-sign" not in repr(settings)
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -117,3 +118,37 @@ def test_several_workers_without_redis_refuse_to_start():
     result = run_cli("serve", "--workers", "2", "--port", "1", env={})
     assert result.returncode == 2
     assert "HOLDFAST_REDIS_URL" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("ADMIN_PASSWORD", "short"), ("ADMIN_USERNAME", "has space"), ("ADMIN_EMAIL", "nope")],
+)
+def test_serve_refuses_admin_settings_the_admin_could_not_have(name, value):
+    result = run_cli("serve", "--port", "1", env={f"HOLDFAST_{name}": value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"HOLDFAST_{name}" in lines[0]
+    assert value not in lines[0] or name != "ADMIN_PASSWORD"
+
+
+def test_passwords_in_urls_are_never_echoed(tmp_path):
+    with pytest.raises(SettingsError) as error:
+        load_settings(
+            environ={"HOLDFAST_DATABASE_URL": "postgresql://holdfast:S3cretPw@db/holdfast"},
+            config_file=tmp_path / "none.toml",
+        )
+    assert "S3cretPw" not in str(error.value) and "***" in str(error.value)
+    settings = load_settings(
+        environ={
+            "HOLDFAST_DATABASE_URL": "postgresql+asyncpg://holdfast:S3cretPw@db/holdfast",
+            "HOLDFAST_REDIS_URL": "redis://:RedisPw@redis:6379/0",
+        },
+        config_file=tmp_path / "none.toml",
+    )
+    assert "S3cretPw" not in repr(settings) and "RedisPw" not in repr(settings)
+
+
+def test_a_short_jwt_secret_is_refused(tmp_path):
+    with pytest.raises(SettingsError, match="HOLDFAST_JWT_SECRET: must be at least 32 bytes"):
+        load_settings(environ={"HOLDFAST_JWT_SECRET": "x"}, config_file=tmp_path / "none.toml")

@@ -1,6 +1,7 @@
 """Tokens on both transports, against a real uvicorn process: good ones pass; tampered, expired
 and revoked ones are refused on HTTP (UNAUTHENTICATED) and on the websocket (close 4403)."""
 
+import asyncio
 import json
 import time
 
@@ -12,6 +13,8 @@ from gql import Client, gql
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
+from db.engine import Database
+from db.server_state import get_secret
 from tests.conftest import ADMIN_PASSWORD, start_server, stop_server
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
@@ -109,6 +112,7 @@ async def test_bad_tokens_are_refused_on_http_and_websocket(jwt_server, protocol
         ), name
     assert await ws_connect(jwt_server, protocol, None) == ("closed", 4403)
     assert await ws_connect(jwt_server, protocol, {}) == ("closed", 4403)
+    assert await ws_connect(jwt_server, protocol, {"Authorization": 123}) == ("closed", 4403)
 
 
 async def test_revoked_tokens_are_refused_on_http_and_websocket(jwt_server):
@@ -176,4 +180,43 @@ async def test_the_server_keeps_the_generated_jwt_key_across_restarts(settings, 
         assert post(second, "{ me { username } }", token=token)["data"]["me"]["username"] == "admin"
     finally:
         stop_server(second)
-    assert JWT_SECRET not in first.output()
+    db = Database(settings.database_url)
+    try:
+        async with db.transaction() as session:
+            generated = await get_secret(session, "jwt_secret")
+    finally:
+        await db.dispose()
+    assert generated and len(generated) >= 32
+    assert generated not in first.output() + second.output()
+
+
+async def test_an_open_websocket_loses_the_rights_of_a_deactivated_user(server):
+    admin = login(server)["accessToken"]
+    post(
+        server,
+        """mutation { createUser(input: {username: "boss", email: "b@example.com",
+        password: "user-password-1", role: ADMIN}) { id } }""",
+        token=admin,
+    )
+    boss = post(server, LOGIN, {"u": "boss", "p": "user-password-1"})["data"]["login"]
+    transport = WebsocketsTransport(
+        url=server.ws_url,
+        init_payload={"Authorization": f"Bearer {boss['accessToken']}"},
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+    )
+    async with Client(transport=transport) as client:
+        assert (await client.execute(gql("{ me { username } }")))["me"]["username"] == "boss"
+        post(
+            server,
+            """mutation($id: ID!) { updateUser(id: $id, input: {active: false}) {
+            id } }""",
+            {"id": boss["user"]["id"]},
+            token=admin,
+        )
+        await asyncio.sleep(1.1)
+        with pytest.raises(TransportQueryError) as refused:
+            await client.execute(
+                gql("""mutation { createUser(input: {username: "sneaky",
+                email: "s@example.com", password: "user-password-1", role: ADMIN}) { id } }""")
+            )
+    assert refused.value.errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
