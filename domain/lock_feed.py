@@ -110,6 +110,7 @@ class SubscriberTooSlow(DomainError):
 @dataclass(eq=False)
 class Subscriber:
     queue: asyncio.Queue
+    on_overflow: Callable[[], Awaitable[None]] | None = None
     overflowed: bool = False
 
 
@@ -131,6 +132,7 @@ class LockFeeds:
         self.queue_size = queue_size
         self.check_interval = check_interval
         self._feeds: dict[int, ProjectFeed] = {}
+        self._cut_off: set[asyncio.Task] = set()
 
     @staticmethod
     def channel(project_id: int) -> str:
@@ -198,6 +200,13 @@ class LockFeeds:
             except asyncio.QueueFull:
                 subscriber.overflowed = True
                 feed.subscribers.discard(subscriber)
+                logger.warning(
+                    "cut off a subscriber that fell behind on project %s", feed.project_id
+                )
+                if subscriber.on_overflow is not None:
+                    task = asyncio.create_task(subscriber.on_overflow())
+                    self._cut_off.add(task)
+                    task.add_done_callback(self._cut_off.discard)
 
     async def _catch_up(self, feed: ProjectFeed, through: int | None = None) -> None:
         for change in await self._read(feed.project_id, feed.last, through):
@@ -272,15 +281,18 @@ class LockFeeds:
         accept: Callable[[LockChange], bool] | None = None,
         until: datetime | None = None,
         recheck: Callable[[], Awaitable[None]] | None = None,
+        on_overflow: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncIterator[LockChange]:
         """Every change after `since` (stored ones first), then live ones, in seq order.
 
         Without `since`, only changes from now on; only those `accept` takes are yielded.
         Ends with Unauthenticated at `until`, and when `recheck` (called every
-        `RECHECK_INTERVAL` seconds) raises: the caller's access was revoked.
+        `RECHECK_INTERVAL` seconds) raises: the caller's access was revoked. A subscriber that
+        falls `queue_size` events behind is dropped and `on_overflow` is called: it may be stuck
+        sending to a dead client, so only closing its connection frees it.
         """
         feed = await self._feed(project_id)
-        subscriber = Subscriber(asyncio.Queue(self.queue_size))
+        subscriber = Subscriber(asyncio.Queue(self.queue_size), on_overflow)
         feed.subscribers.add(subscriber)
         joined_at = feed.last
         try:

@@ -511,6 +511,7 @@ class Locks:
         since: int | None = None,
         until: datetime | None = None,
         recheck: Callable[[], Awaitable[None]] | None = None,
+        on_overflow: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[Project, AsyncIterator[LockChange]]:
         """The project and its live changes (after `since`, stored ones first)."""
         prefix = normalize_prefix(path_prefix) if path_prefix else None
@@ -531,6 +532,7 @@ class Locks:
             accept=accept,
             until=until,
             recheck=recheck,
+            on_overflow=on_overflow,
         )
         return project, changes
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +15,7 @@ from domain.locks import Locks
 from domain.projects import Projects
 
 RECHECK_SECONDS = 1.0
+CLOSE_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass
@@ -64,10 +66,20 @@ class Context:
         return self._principal.expires_at if self._principal else None
 
     async def close_connection(self, code: int, reason: str) -> None:
-        """Close the websocket this operation runs on (no-op over HTTP)."""
+        """Close the websocket this operation runs on (no-op over HTTP).
+
+        A client that stopped reading never lets the close frame out: then the connection is
+        aborted, so its buffers are freed.
+        """
         close = getattr(self.request, "close", None)
-        if close is not None:
-            await close(code=code, reason=reason)
+        if close is None:
+            return
+        try:
+            await asyncio.wait_for(close(code=code, reason=reason), CLOSE_TIMEOUT_SECONDS)
+        except Exception:
+            abort = self.request.scope.get("state", {}).get("abort_connection")
+            if abort is not None:
+                abort()
 
     async def require_viewer(self) -> User:
         viewer = await self.viewer()

@@ -11,7 +11,7 @@ from strawberry.types import Info
 
 from db import projects as project_models
 from domain.errors import BadUserInput
-from domain.lock_feed import LockChange, SubscriberTooSlow
+from domain.lock_feed import LockChange
 from domain.locks import HeldLock, Locks
 from domain.pagination import Page
 from graph.context import Context
@@ -294,15 +294,13 @@ class LockSubscription:
             since=since,
             until=info.context.credential_expires_at,
             recheck=info.context.recheck,
+            on_overflow=lambda: info.context.close_connection(
+                SLOW_SUBSCRIBER_CLOSE_CODE, "too slow: reconnect with since"
+            ),
         )
         graph_project = Project.of(found)
         try:
             async for change in changes:
                 yield LockEvent.of(change, graph_project)
-        except SubscriberTooSlow:
-            await info.context.close_connection(
-                SLOW_SUBSCRIBER_CLOSE_CODE, "too slow: reconnect with since"
-            )
-            raise
         finally:
             await changes.aclose()

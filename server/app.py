@@ -59,6 +59,24 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+class AbortableConnectionMiddleware:
+    """Put `abort_connection` in a websocket's scope state: it drops the TCP connection at once.
+
+    ASGI can only close politely, which waits for the client to read; a client that stopped
+    reading would hold its connection and buffers forever.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "websocket":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if transport is not None:
+                scope.setdefault("state", {})["abort_connection"] = transport.abort
+        await self.app(scope, receive, send)
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
@@ -162,7 +180,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await bus.disconnect()
             await db.dispose()
 
-    middleware = [Middleware(RequestIdMiddleware)]
+    middleware = [Middleware(AbortableConnectionMiddleware), Middleware(RequestIdMiddleware)]
     if settings.cors_origins:
         middleware.append(
             Middleware(

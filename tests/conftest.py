@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -29,7 +31,7 @@ from db import migrations
 from db.engine import create_engine
 from db.models import metadata
 from server.app import create_app
-from server.settings import Settings, load_settings
+from server.settings import SETTINGS, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE_URL = os.environ.get("HOLDFAST_TEST_DATABASE_URL")
@@ -207,23 +209,16 @@ def free_port() -> int:
 def settings_environment(settings: Settings) -> dict[str, str]:
     """The `HOLDFAST_*` variables that make a server process use these settings."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("HOLDFAST_")}
-    values = {
-        "DATABASE_URL": settings.database_url,
-        "REDIS_PREFIX": settings.redis_prefix,
-        "ADMIN_EMAIL": settings.admin_email,
-        "LOGIN_RATE_LIMIT": settings.login_rate_limit,
-        "PASSWORD_HASH_TIME_COST": str(settings.password_hash_time_cost),
-        "PASSWORD_HASH_MEMORY_KIB": str(settings.password_hash_memory_kib),
-        "MIGRATE_ON_START": str(settings.migrate_on_start).lower(),
-        "CONFIG": os.devnull,
-    }
-    if settings.redis_url:
-        values["REDIS_URL"] = settings.redis_url
-    if settings.jwt_secret:
-        values["JWT_SECRET"] = settings.jwt_secret
-    if settings.admin_password:
-        values["ADMIN_PASSWORD"] = settings.admin_password
-    env.update({f"HOLDFAST_{key}": value for key, value in values.items()})
+    env["HOLDFAST_CONFIG"] = os.devnull
+    for setting in SETTINGS:
+        value = getattr(settings, setting.name.lower())
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = str(value).lower()
+        elif isinstance(value, tuple):
+            value = ",".join(value)
+        env[f"HOLDFAST_{setting.name}"] = str(value)
     return env
 
 
@@ -281,3 +276,49 @@ def server(settings, tmp_path) -> Iterator[ServerProcess]:
     running = start_server(settings, tmp_path / "server.log")
     yield running
     stop_server(running)
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis server of this test's own, so the test may kill it."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is needed for this test (Debian package redis-server)"
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    yield process, f"redis://127.0.0.1:{port}/0"
+    process.kill()
+    process.wait()
+
+
+@pytest.fixture
+def shared_redis_url(request) -> str:
+    """Redis that several server processes share: the one under test, else a private one."""
+    if TEST_REDIS_URL:
+        return TEST_REDIS_URL
+    return request.getfixturevalue("private_redis")[1]

@@ -1,14 +1,8 @@
 """/healthz and /readyz as plain JSON; readiness follows the database and Redis."""
 
-import shutil
-import subprocess
-import time
-
 import httpx
-import pytest
-import redis
 
-from tests.conftest import free_port, start_server, stop_server
+from tests.conftest import start_server, stop_server
 
 
 async def test_healthz_and_readyz(api, settings):
@@ -21,44 +15,6 @@ async def test_healthz_and_readyz(api, settings):
         "database": "ok",
         "redis": "ok" if settings.redis_url else "not configured",
     }
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    """A Redis server of this test's own, so the test may kill it."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is needed for this test (Debian package redis-server)"
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-    yield process, f"redis://127.0.0.1:{port}/0"
-    process.kill()
-    process.wait()
 
 
 def test_readyz_reports_redis_going_away(settings, private_redis, tmp_path):

@@ -1,0 +1,424 @@
+"""Live lock events through real uvicorn processes and real websocket clients: delivery,
+filters, gapless replay with `since`, replicas sharing Redis, a replica killed mid-burst, slow
+subscribers and expiring tokens."""
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+
+import httpx
+import pytest
+import websockets
+from sqlalchemy import select
+
+from db.engine import Database
+from db.locks import Lock, LockEvent
+from db.projects import Project
+from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, start_server, stop_server
+
+SUBSCRIBE = """subscription($project: String!, $prefix: String, $since: Long) {
+    lockEvents(project: $project, pathPrefix: $prefix, since: $since) {
+        seq kind message actor { username } lock { id path owner { username } fencingToken
+        comment } } }"""
+LOGIN = """mutation($u: String!, $p: String!) { login(username: $u, password: $p) {
+    accessToken user { id } } }"""
+
+
+class Api:
+    """A plain HTTP GraphQL client for one server process."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        self.url = url
+        self.token = token
+        self.http = httpx.AsyncClient(base_url=url, timeout=30)
+
+    async def post(self, query: str, variables: dict | None = None) -> dict:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        return response.json()
+
+    async def data(self, query: str, variables: dict | None = None) -> dict:
+        body = await self.post(query, variables)
+        assert "errors" not in body, body
+        return body["data"]
+
+    async def login(self, username: str, password: str) -> str:
+        self.token = (await self.data(LOGIN, {"u": username, "p": password}))["login"][
+            "accessToken"
+        ]
+        return self.token
+
+    async def acquire(self, path: str, project: str = "default") -> dict:
+        return await self.post(
+            "mutation($p: String!, $path: String!) { acquireLock(project: $p, path: $path) "
+            "{ id } }",
+            {"p": project, "path": path},
+        )
+
+    async def release(self, path: str, project: str = "default") -> dict:
+        return await self.post(
+            "mutation($p: String!, $path: String!) { releaseLock(project: $p, path: $path) "
+            "{ id } }",
+            {"p": project, "path": path},
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+class Subscription:
+    """A graphql-transport-ws subscription whose events pile up in `events`."""
+
+    def __init__(self, ws_url: str, token: str, variables: dict, **connect) -> None:
+        self.ws_url, self.token, self.variables, self.connect = ws_url, token, variables, connect
+        self.events: list[dict] = []
+        self.errors: list = []
+        self.closed: int | None = None
+        self.completed = asyncio.Event()
+        self.paused = False
+        self.resumed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._ready = asyncio.Event()
+
+    async def __aenter__(self):
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._ready.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+
+    async def _run(self) -> None:
+        try:
+            async with websockets.connect(
+                self.ws_url, subprotocols=["graphql-transport-ws"], **self.connect
+            ) as socket_:
+                self.socket = socket_
+                await socket_.send(
+                    json.dumps(
+                        {
+                            "type": "connection_init",
+                            "payload": {"Authorization": f"Bearer {self.token}"},
+                        }
+                    )
+                )
+                assert json.loads(await socket_.recv())["type"] == "connection_ack"
+                await socket_.send(
+                    json.dumps(
+                        {
+                            "id": "1",
+                            "type": "subscribe",
+                            "payload": {"query": SUBSCRIBE, "variables": self.variables},
+                        }
+                    )
+                )
+                # The server has the subscription once a ping round-trip comes back after it.
+                await socket_.send(json.dumps({"type": "ping"}))
+                async for raw in socket_:
+                    if self.paused:
+                        await self.resumed.wait()  # hold the connection, read nothing more
+                    message = json.loads(raw)
+                    if message["type"] == "pong":
+                        self._ready.set()
+                    elif message["type"] == "next":
+                        payload = message["payload"]
+                        if payload.get("errors"):
+                            self.errors.extend(payload["errors"])
+                        else:
+                            self.events.append(payload["data"]["lockEvents"])
+                    elif message["type"] == "error":
+                        self.errors.extend(message["payload"])
+                        self.completed.set()
+                    elif message["type"] == "complete":
+                        self.completed.set()
+        except websockets.ConnectionClosed as closed:
+            self.closed = closed.rcvd.code if closed.rcvd else None
+        finally:
+            self._ready.set()
+            self.completed.set()
+
+    async def wait_for(self, count: int, timeout: float = 15) -> list[dict]:
+        async def enough() -> None:
+            while len(self.events) < count:
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(enough(), timeout)
+        return self.events
+
+    @property
+    def seqs(self) -> list[int]:
+        return [event["seq"] for event in self.events]
+
+
+async def stored(settings, model) -> list:
+    db = Database(settings.database_url)
+    try:
+        async with db.transaction() as session:
+            return list((await session.execute(select(model))).scalars().all())
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+async def mira(server):
+    admin = Api(server.url)
+    await admin.login("admin", ADMIN_PASSWORD)
+    for name in ["mira", "noor"]:
+        await admin.data(
+            'mutation($u: String!) { createUser(input: {username: $u, email: "x@example.com", '
+            'password: "%s"}) { id } }' % USER_PASSWORD,
+            {"u": name},
+        )
+    await admin.close()
+    api = Api(server.url)
+    await api.login("mira", USER_PASSWORD)
+    yield api
+    await api.close()
+
+
+async def test_a_subscriber_sees_changes_as_they_commit(server, mira):
+    async with Subscription(server.ws_url, mira.token, {"project": "default"}) as live:
+        await mira.acquire("Content/Maps/Arena.umap")
+        await mira.release("Content/Maps/Arena.umap")
+        events = await live.wait_for(2)
+    assert [(e["seq"], e["kind"]) for e in events] == [(1, "ACQUIRED"), (2, "RELEASED")]
+    assert events[0]["lock"]["path"] == "Content/Maps/Arena.umap"
+    assert events[0]["lock"]["owner"] == {"username": "mira"}
+    assert events[0]["actor"] == {"username": "mira"}
+
+
+async def test_path_prefix_filters_and_since_replays_then_goes_live(server, mira):
+    for path in ["Content/A.uasset", "Config/B.ini", "Content/C.uasset"]:
+        await mira.acquire(path)
+    variables = {"project": "default", "prefix": "content/", "since": 1}
+    async with Subscription(server.ws_url, mira.token, variables) as live:
+        await live.wait_for(1)
+        await mira.release("Content/A.uasset")
+        await mira.release("Config/B.ini")
+        events = await live.wait_for(2)
+        await asyncio.sleep(0.3)
+    assert [(e["seq"], e["kind"], e["lock"]["path"]) for e in live.events] == [
+        (3, "ACQUIRED", "Content/C.uasset"),
+        (4, "RELEASED", "Content/A.uasset"),
+    ]
+    assert events == live.events
+
+
+async def test_bad_subscriptions_are_refused(server, mira):
+    for variables, code in [
+        ({"project": "nope"}, "NOT_FOUND"),
+        ({"project": "default", "since": -1}, "BAD_USER_INPUT"),
+        ({"project": "default", "since": 99}, "BAD_USER_INPUT"),
+        ({"project": "default", "prefix": "../x"}, "BAD_USER_INPUT"),
+    ]:
+        async with Subscription(server.ws_url, mira.token, variables) as live:
+            await asyncio.wait_for(live.completed.wait(), 10)
+        assert live.errors[0]["extensions"]["code"] == code, (variables, live.errors)
+    async with Subscription(server.ws_url, "not-a-token", {"project": "default"}) as refused:
+        await asyncio.wait_for(refused.completed.wait(), 10)
+    assert refused.closed == 4403
+
+
+async def test_an_expired_access_token_ends_the_subscription(settings, tmp_path):
+    running = start_server(settings.replace(access_token_ttl=2), tmp_path / "server.log")
+    try:
+        api = Api(running.url)
+        await api.login("admin", ADMIN_PASSWORD)
+        async with Subscription(running.ws_url, api.token, {"project": "default"}) as live:
+            await api.acquire("A.uasset")
+            await live.wait_for(1)
+            await asyncio.wait_for(live.completed.wait(), 10)
+        assert live.errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
+        assert live.errors[0]["extensions"]["reason"] == "expired"
+        await api.close()
+    finally:
+        stop_server(running)
+
+
+async def test_a_slow_subscriber_is_cut_off_without_holding_back_the_others(settings, tmp_path):
+    rounds = 40
+    running = start_server(settings.replace(subscriber_queue_size=5), tmp_path / "server.log")
+    try:
+        api = Api(running.url)
+        await api.login("admin", ADMIN_PASSWORD)
+        slow_socket = socket.socket()
+        slow_socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow_socket.connect(("127.0.0.1", int(running.url.rsplit(":", 1)[1])))
+        slow = Subscription(
+            running.ws_url,
+            api.token,
+            {"project": "default"},
+            sock=slow_socket,
+            max_queue=1,
+            ping_interval=None,
+        )
+        async with Subscription(running.ws_url, api.token, {"project": "default"}) as fast:
+            async with slow:
+                slow.paused = True  # it stops reading: its buffers fill, then its queue
+                # Enough bytes to fill the kernel's socket buffers (up to 4 MiB) and more.
+                paths = [f"Content/Bulk/{index:04}.uasset" for index in range(100)]
+                for _ in range(rounds):
+                    await api.data(
+                        "mutation($p: [String!]!, $c: String) { acquireLocks(project: "
+                        '"default", paths: $p, comment: $c) { id } }',
+                        {"p": paths, "c": "c" * 500},
+                    )
+                    await api.data(
+                        "mutation($p: [String!]!) { releaseLocks(project: "
+                        '"default", paths: $p) { id } }',
+                        {"p": paths},
+                    )
+                events = await fast.wait_for(rounds * 200, timeout=90)
+                assert "cut off a subscriber that fell behind" in running.output()
+                slow.resumed.set()
+                await asyncio.wait_for(slow.completed.wait(), 30)
+        assert [event["seq"] for event in events] == list(range(1, rounds * 200 + 1))
+        assert len(slow.events) < rounds * 200
+        assert slow.closed in {1013, 1006, None}
+        await api.close()
+    finally:
+        stop_server(running)
+
+
+# -- replicas ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def replicas(settings, shared_redis_url, tmp_path):
+    shared = settings.replace(redis_url=shared_redis_url)
+    started = []
+    try:
+        for name in ["a", "b"]:
+            started.append(start_server(shared, tmp_path / f"{name}.log"))
+        yield started
+    finally:
+        for running in started:
+            if running.process.poll() is None:
+                stop_server(running)
+
+
+async def test_a_subscriber_on_one_replica_sees_a_lock_taken_on_another(replicas):
+    a, b = replicas
+    on_a, on_b = Api(a.url), Api(b.url)
+    await on_a.login("admin", ADMIN_PASSWORD)
+    on_b.token = on_a.token
+    async with Subscription(a.ws_url, on_a.token, {"project": "default"}) as live:
+        await on_b.acquire("Content/Shared.uasset")
+        [event] = await live.wait_for(1, timeout=5)
+    assert (event["kind"], event["lock"]["path"]) == ("ACQUIRED", "Content/Shared.uasset")
+    status = '{ lockStatus(project: "default", paths: ["content/shared.uasset"]) { id } }'
+    assert (await on_a.data(status)) == (await on_b.data(status))
+    assert (await on_a.data(status))["lockStatus"][0]["id"] == event["lock"]["id"]
+    await on_a.close()
+    await on_b.close()
+
+
+async def test_gapless_replay_while_writers_race_across_replicas(replicas, settings):
+    a, b = replicas
+    apis = [Api(server.url) for server in (a, b)]
+    await apis[0].login("admin", ADMIN_PASSWORD)
+    for api in apis:
+        api.token = apis[0].token
+    writers_done = asyncio.Event()
+    pairs_per_writer = 500
+
+    async def writer(index: int) -> None:
+        api = apis[index % 2]
+        for pair in range(pairs_per_writer):
+            path = f"Content/W{index}/{pair % 7}.uasset"
+            assert "errors" not in await api.acquire(path)
+            assert "errors" not in await api.release(path)
+
+    async def reconnecting_subscriber() -> list[int]:
+        seen: list[int] = []
+        last = 0
+        round_ = 0
+        while not writers_done.is_set() or last < await newest_seq():
+            server = (a, b)[round_ % 2]
+            round_ += 1
+            async with Subscription(
+                server.ws_url, apis[0].token, {"project": "default", "since": last}
+            ) as live:
+                await asyncio.sleep(random.uniform(0.2, 0.6))
+            seen += live.seqs
+            if live.seqs:
+                last = live.seqs[-1]
+        return seen
+
+    async def newest_seq() -> int:
+        data = await apis[0].data('{ project(slug: "default") { lastSeq } }')
+        return data["project"]["lastSeq"]
+
+    subscriber = asyncio.create_task(reconnecting_subscriber())
+    await asyncio.gather(*[writer(index) for index in range(4)])
+    writers_done.set()
+    seen = await asyncio.wait_for(subscriber, 120)
+    history = []
+    while True:
+        page = (
+            await apis[0].data(
+                'query($s: Long) { lockHistory(project: "default", since: $s, first: 1000) { seq } }',
+                {"s": history[-1] if history else 0},
+            )
+        )["lockHistory"]
+        if not page:
+            break
+        history += [event["seq"] for event in page]
+    assert len(history) == 4 * pairs_per_writer * 2
+    assert history == list(range(1, len(history) + 1))
+    assert seen == history
+    for api in apis:
+        await api.close()
+
+
+async def test_killing_a_replica_mid_burst_loses_no_committed_change(replicas, settings):
+    a, b = replicas
+    api = Api(a.url)
+    await api.login("admin", ADMIN_PASSWORD)
+    stop = asyncio.Event()
+
+    async def hammer(index: int) -> None:
+        pair = 0
+        while not stop.is_set():
+            path = f"Content/K{index}/{pair % 5}.uasset"
+            try:
+                await api.acquire(path)
+                await api.release(path)
+            except httpx.HTTPError:
+                return
+            pair += 1
+
+    writers = [asyncio.create_task(hammer(index)) for index in range(4)]
+    await asyncio.sleep(1.5)
+    os.kill(a.process.pid, signal.SIGKILL)
+    a.process.wait()
+    stop.set()
+    await asyncio.gather(*writers, return_exceptions=True)
+    await api.close()
+
+    [project] = [p for p in await stored(settings, Project) if p.slug == "default"]
+    events = sorted(await stored(settings, LockEvent), key=lambda event: event.seq)
+    assert [event.seq for event in events] == list(range(1, project.last_seq + 1))
+    assert project.last_seq > 10
+    # Replaying the events gives exactly the locks the database holds.
+    held: dict[int, str] = {}
+    for event in events:
+        if event.kind == "ACQUIRED":
+            held[event.lock_id] = event.path
+        elif event.kind in {"RELEASED", "FORCE_RELEASED", "EXPIRED"}:
+            del held[event.lock_id]
+    assert {lock.id: lock.path for lock in await stored(settings, Lock)} == held
+    # The surviving replica still serves, and sees the same state.
+    survivor = Api(b.url)
+    await survivor.login("admin", ADMIN_PASSWORD)
+    listed = (await survivor.data('{ locks(project: "default") { totalCount seq } }'))["locks"]
+    assert (listed["totalCount"], listed["seq"]) == (len(held), project.last_seq)
+    await survivor.close()
