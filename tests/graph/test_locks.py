@@ -583,3 +583,22 @@ async def test_deactivating_or_deleting_a_user_releases_their_locks(api, users, 
         ("FORCE_RELEASED", "B.uasset", "noor", "admin"),
     ]
     assert await stored(settings, Lock) == []
+
+
+async def test_the_expiry_job_skips_a_round_another_replica_is_running(api, users, app, settings):
+    """The job takes a cluster-wide lock; while another process holds it, this one does nothing."""
+    from sqlalchemy import text
+
+    from db.engine import create_engine
+
+    await acquire(api, users["mira"], "A.uasset", ttl=1)
+    await asyncio.sleep(1.1)
+    other = create_engine(settings.database_url, pooled=False)
+    async with other.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('lock-expiry'))"))
+            assert await app.state.services.locks.expire_due() == 0
+        await connection.rollback()
+    await other.dispose()
+    assert await app.state.services.locks.expire_due() == 1
+    assert [e["kind"] for e in await history(api)] == ["ACQUIRED", "EXPIRED"]

@@ -173,9 +173,9 @@ async def mira(server):
     await admin.login("admin", ADMIN_PASSWORD)
     for name in ["mira", "noor"]:
         await admin.data(
-            'mutation($u: String!) { createUser(input: {username: $u, email: "x@example.com", '
-            'password: "%s"}) { id } }' % USER_PASSWORD,
-            {"u": name},
+            "mutation($u: String!, $p: String!) { createUser(input: {username: $u, "
+            'email: "x@example.com", password: $p}) { id } }',
+            {"u": name, "p": USER_PASSWORD},
         )
     await admin.close()
     api = Api(server.url)
@@ -260,26 +260,26 @@ async def test_a_slow_subscriber_is_cut_off_without_holding_back_the_others(sett
             max_queue=1,
             ping_interval=None,
         )
-        async with Subscription(running.ws_url, api.token, {"project": "default"}) as fast:
-            async with slow:
-                slow.paused = True  # it stops reading: its buffers fill, then its queue
-                # Enough bytes to fill the kernel's socket buffers (up to 4 MiB) and more.
-                paths = [f"Content/Bulk/{index:04}.uasset" for index in range(100)]
-                for _ in range(rounds):
-                    await api.data(
-                        "mutation($p: [String!]!, $c: String) { acquireLocks(project: "
-                        '"default", paths: $p, comment: $c) { id } }',
-                        {"p": paths, "c": "c" * 500},
-                    )
-                    await api.data(
-                        "mutation($p: [String!]!) { releaseLocks(project: "
-                        '"default", paths: $p) { id } }',
-                        {"p": paths},
-                    )
-                events = await fast.wait_for(rounds * 200, timeout=90)
-                assert "cut off a subscriber that fell behind" in running.output()
-                slow.resumed.set()
-                await asyncio.wait_for(slow.completed.wait(), 30)
+        fast = Subscription(running.ws_url, api.token, {"project": "default"})
+        async with fast, slow:
+            slow.paused = True  # it stops reading: its buffers fill, then its queue
+            # Enough bytes to fill the kernel's socket buffers (up to 4 MiB) and more.
+            paths = [f"Content/Bulk/{index:04}.uasset" for index in range(100)]
+            for _ in range(rounds):
+                await api.data(
+                    "mutation($p: [String!]!, $c: String) { acquireLocks(project: "
+                    '"default", paths: $p, comment: $c) { id } }',
+                    {"p": paths, "c": "c" * 500},
+                )
+                await api.data(
+                    "mutation($p: [String!]!) { releaseLocks(project: "
+                    '"default", paths: $p) { id } }',
+                    {"p": paths},
+                )
+            events = await fast.wait_for(rounds * 200, timeout=90)
+            assert "cut off a subscriber that fell behind" in running.output()
+            slow.resumed.set()
+            await asyncio.wait_for(slow.completed.wait(), 30)
         assert [event["seq"] for event in events] == list(range(1, rounds * 200 + 1))
         assert len(slow.events) < rounds * 200
         assert slow.closed in {1013, 1006, None}
@@ -365,7 +365,8 @@ async def test_gapless_replay_while_writers_race_across_replicas(replicas, setti
     while True:
         page = (
             await apis[0].data(
-                'query($s: Long) { lockHistory(project: "default", since: $s, first: 1000) { seq } }',
+                'query($s: Long) { lockHistory(project: "default", since: $s, first: 1000) '
+                "{ seq } }",
                 {"s": history[-1] if history else 0},
             )
         )["lockHistory"]
@@ -422,3 +423,32 @@ async def test_killing_a_replica_mid_burst_loses_no_committed_change(replicas, s
     listed = (await survivor.data('{ locks(project: "default") { totalCount seq } }'))["locks"]
     assert (listed["totalCount"], listed["seq"]) == (len(held), project.last_seq)
     await survivor.close()
+
+
+async def test_the_expiry_job_releases_expired_locks_once_across_replicas(
+    settings, shared_redis_url, tmp_path
+):
+    fast_expiry = settings.replace(redis_url=shared_redis_url, lock_expiry_interval=1)
+    servers = [start_server(fast_expiry, tmp_path / f"{name}.log") for name in "ab"]
+    try:
+        api = Api(servers[0].url)
+        await api.login("admin", ADMIN_PASSWORD)
+        async with Subscription(servers[1].ws_url, api.token, {"project": "default"}) as live:
+            for index in range(5):
+                await api.post(
+                    'mutation($p: String!) { acquireLock(project: "default", path: $p, '
+                    "ttlSeconds: 1) { id } }",
+                    {"p": f"Content/T{index}.uasset"},
+                )
+            events = await live.wait_for(10, timeout=20)
+            await asyncio.sleep(2.5)
+        assert sorted(e["kind"] for e in live.events) == ["ACQUIRED"] * 5 + ["EXPIRED"] * 5
+        assert [e["seq"] for e in live.events] == list(range(1, 11))
+        assert events[-1]["message"] == "the lock's time ran out"
+        assert (await api.data('{ locks(project: "default") { totalCount } }'))["locks"] == {
+            "totalCount": 0
+        }
+        await api.close()
+    finally:
+        for running in servers:
+            stop_server(running)
