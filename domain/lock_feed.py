@@ -325,9 +325,13 @@ class LockFeeds:
                         )
                     timeout = min(timeout, left)
                 try:
-                    change = await asyncio.wait_for(subscriber.queue.get(), max(timeout, 0))
-                except TimeoutError:
-                    change = None
+                    change = subscriber.queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    try:
+                        async with asyncio.timeout(max(timeout, 0)):
+                            change = await subscriber.queue.get()
+                    except TimeoutError:
+                        change = None
                 if recheck is not None and time.monotonic() >= next_check:
                     await recheck()
                     next_check = time.monotonic() + RECHECK_INTERVAL

@@ -98,15 +98,18 @@ class Locks:
         work: Callable[[AsyncSession, Project, datetime], Awaitable[tuple[list[LockChange], T]]],
         *,
         writable: bool = True,
-    ) -> T:
-        """Run `work` under the project's row lock in one transaction; publish after commit."""
+    ) -> tuple[Project, T]:
+        """Run `work` under the project's row lock in one transaction; publish after commit.
+
+        Returns the project as the transaction left it, and what `work` returned.
+        """
         async with self.db.transaction() as session:
             project = await find_project(session, slug, for_update=True)
             if writable and project.archived_at is not None:
                 raise Conflict(f"the project {project.slug!r} is archived", field="project")
             changes, result = await work(session, project, utcnow())
         await self.feeds.publish(project.id, changes)
-        return result
+        return project, result
 
     @staticmethod
     def record(
@@ -169,7 +172,7 @@ class Locks:
         comment: str | None = None,
         branch: str | None = None,
         ttl_seconds: int | None = None,
-    ) -> list[HeldLock]:
+    ) -> tuple[Project, list[HeldLock]]:
         """Take every path or none; paths the actor holds already are returned as they are."""
         paths = _paths(raw_paths)
         comment = _text(comment, MAX_COMMENT_LENGTH, "comment")
@@ -237,7 +240,7 @@ class Locks:
 
     async def release(
         self, actor: User, slug: str, raw_paths: list[str], *, force: bool = False
-    ) -> list[HeldLock]:
+    ) -> tuple[Project, list[HeldLock]]:
         """Release every path or none: each must be locked, and the actor's unless forced."""
         paths = _paths(raw_paths)
         me = UserRef.of(actor)
@@ -275,7 +278,9 @@ class Locks:
 
         return await self._write(slug, work, writable=False)
 
-    async def release_branch(self, actor: User, slug: str, branch: str) -> list[HeldLock]:
+    async def release_branch(
+        self, actor: User, slug: str, branch: str
+    ) -> tuple[Project, list[HeldLock]]:
         """Release all of the actor's own locks on a branch (after it was merged)."""
         branch = _text(branch, MAX_BRANCH_LENGTH, "branch")
         me = UserRef.of(actor)
@@ -303,7 +308,7 @@ class Locks:
 
     async def renew(
         self, actor: User, slug: str, raw_path: str, ttl_seconds: int | None = None
-    ) -> HeldLock:
+    ) -> tuple[Project, HeldLock]:
         path = normalize_path(raw_path)
         validate_ttl(ttl_seconds)
         me = UserRef.of(actor)
@@ -326,7 +331,7 @@ class Locks:
 
     async def request_release(
         self, actor: User, slug: str, raw_path: str, message: str | None = None
-    ) -> LockChange:
+    ) -> tuple[Project, LockChange]:
         path = normalize_path(raw_path)
         message = _text(message, MAX_MESSAGE_LENGTH, "message")
         me = UserRef.of(actor)
@@ -428,10 +433,6 @@ class Locks:
             HeldLock(lock, owners.get(lock.owner_id) or UserRef(lock.owner_id, "?", "user", False))
             for lock in locks
         ]
-
-    async def project(self, slug: str) -> Project:
-        async with self.db.read() as session:
-            return await find_project(session, slug)
 
     async def status(
         self, slug: str, raw_paths: list[str]

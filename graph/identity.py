@@ -33,6 +33,8 @@ class User:
 
     @strawberry.field(description="Shown to the user themself and to admins; null otherwise.")
     async def email(self, info: Info[Context, None]) -> str | None:
+        if self._email is None:
+            return None
         viewer = await info.context.viewer()
         if viewer is not None and (viewer.role == Role.ADMIN.value or str(viewer.id) == self.id):
             return self._email

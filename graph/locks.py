@@ -19,6 +19,7 @@ from graph.identity import User
 from graph.pagination import PageInfo
 from graph.projects import Project
 from graph.scalars import Long
+from graph.shared_events import shared_payload
 
 SLOW_SUBSCRIBER_CLOSE_CODE = 1013  # "try again later": reconnect with since
 
@@ -128,10 +129,6 @@ def _locks(info: Info[Context, None]) -> Locks:
     return info.context.services.locks
 
 
-async def _project(info: Info[Context, None], slug: str) -> Project:
-    return Project.of(await _locks(info).project(slug))
-
-
 @strawberry.type
 class LockQuery:
     @strawberry.field(description="The lock on one path, or null when it is free.")
@@ -195,10 +192,10 @@ class LockMutation:
         ttl_seconds: int | None = None,
     ) -> Lock:
         actor = await info.context.require_viewer()
-        [held] = await _locks(info).acquire(
+        found, [held] = await _locks(info).acquire(
             actor, project, [path], comment=comment, branch=branch, ttl_seconds=ttl_seconds
         )
-        return Lock.of(held, await _project(info, project))
+        return Lock.of(held, Project.of(found))
 
     @strawberry.mutation(
         description="All or nothing: on any conflict no lock is taken and the error names "
@@ -214,10 +211,10 @@ class LockMutation:
         ttl_seconds: int | None = None,
     ) -> list[Lock]:
         actor = await info.context.require_viewer()
-        held = await _locks(info).acquire(
+        found, held = await _locks(info).acquire(
             actor, project, paths, comment=comment, branch=branch, ttl_seconds=ttl_seconds
         )
-        graph_project = await _project(info, project)
+        graph_project = Project.of(found)
         return [Lock.of(entry, graph_project) for entry in held]
 
     @strawberry.mutation(description="Only the holder releases; force lets an admin do it.")
@@ -225,8 +222,8 @@ class LockMutation:
         self, info: Info[Context, None], project: str, path: str, force: bool | None = False
     ) -> Lock:
         actor = await info.context.require_viewer()
-        [held] = await _locks(info).release(actor, project, [path], force=bool(force))
-        return Lock.of(held, await _project(info, project))
+        found, [held] = await _locks(info).release(actor, project, [path], force=bool(force))
+        return Lock.of(held, Project.of(found))
 
     @strawberry.mutation(
         description="All or nothing. With branch (and no paths), releases all of your own "
@@ -244,10 +241,10 @@ class LockMutation:
         if branch is not None:
             if paths or force:
                 raise BadUserInput("with branch, give no paths and no force", field="branch")
-            held = await _locks(info).release_branch(actor, project, branch)
+            found, held = await _locks(info).release_branch(actor, project, branch)
         else:
-            held = await _locks(info).release(actor, project, paths, force=bool(force))
-        graph_project = await _project(info, project)
+            found, held = await _locks(info).release(actor, project, paths, force=bool(force))
+        graph_project = Project.of(found)
         return [Lock.of(entry, graph_project) for entry in held]
 
     @strawberry.mutation(description="Extends the holder's lock by ttlSeconds from now.")
@@ -259,8 +256,8 @@ class LockMutation:
         ttl_seconds: int | None = None,
     ) -> Lock:
         actor = await info.context.require_viewer()
-        held = await _locks(info).renew(actor, project, path, ttl_seconds)
-        return Lock.of(held, await _project(info, project))
+        found, held = await _locks(info).renew(actor, project, path, ttl_seconds)
+        return Lock.of(held, Project.of(found))
 
     @strawberry.mutation(
         description="Asks the holder to release: they see a RELEASE_REQUESTED event (and an "
@@ -270,8 +267,8 @@ class LockMutation:
         self, info: Info[Context, None], project: str, path: str, message: str | None = None
     ) -> LockEvent:
         actor = await info.context.require_viewer()
-        change = await _locks(info).request_release(actor, project, path, message)
-        return LockEvent.of(change, await _project(info, project))
+        found, change = await _locks(info).request_release(actor, project, path, message)
+        return LockEvent.of(change, Project.of(found))
 
 
 @strawberry.type
@@ -301,6 +298,6 @@ class LockSubscription:
         graph_project = Project.of(found)
         try:
             async for change in changes:
-                yield LockEvent.of(change, graph_project)
+                yield shared_payload(change, lambda change: LockEvent.of(change, graph_project))
         finally:
             await changes.aclose()

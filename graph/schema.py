@@ -23,6 +23,7 @@ from graph.identity import IdentityMutation, IdentityQuery
 from graph.locks import LockMutation, LockQuery, LockSubscription
 from graph.projects import ProjectMutation, ProjectQuery
 from graph.scalars import SCALARS
+from graph.shared_events import SharedEventExecutionContext
 
 DOCUMENT_CACHE_SIZE = 1024
 
@@ -92,6 +93,7 @@ def build_schema(limits: Limits = Limits()) -> strawberry.Schema:
         subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS),
+        execution_context_class=SharedEventExecutionContext,
     )
 
 
