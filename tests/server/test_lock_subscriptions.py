@@ -75,8 +75,11 @@ class Api:
 class Subscription:
     """A graphql-transport-ws subscription whose events pile up in `events`."""
 
-    def __init__(self, ws_url: str, token: str, variables: dict, **connect) -> None:
+    def __init__(
+        self, ws_url: str, token: str, variables: dict, query: str = SUBSCRIBE, **connect
+    ) -> None:
         self.ws_url, self.token, self.variables, self.connect = ws_url, token, variables, connect
+        self.query = query
         self.events: list[dict] = []
         self.errors: list = []
         self.closed: int | None = None
@@ -116,7 +119,7 @@ class Subscription:
                         {
                             "id": "1",
                             "type": "subscribe",
-                            "payload": {"query": SUBSCRIBE, "variables": self.variables},
+                            "payload": {"query": self.query, "variables": self.variables},
                         }
                     )
                 )
@@ -452,3 +455,24 @@ async def test_the_expiry_job_releases_expired_locks_once_across_replicas(
     finally:
         for running in servers:
             stop_server(running)
+
+
+async def test_subscribers_with_different_selections_each_get_their_own_shape(server, mira):
+    """Results are shared per event only between identical documents and variables."""
+    small = 'subscription { lockEvents(project: "default") { seq kind } }'
+    mine = 'subscription($p: String) { lockEvents(project: "default", pathPrefix: $p) { seq } }'
+    full = Subscription(server.ws_url, mira.token, {"project": "default"})
+    brief = Subscription(server.ws_url, mira.token, {}, query=small)
+    maps = Subscription(server.ws_url, mira.token, {"p": "Maps/"}, query=mine)
+    chars = Subscription(server.ws_url, mira.token, {"p": "Chars/"}, query=mine)
+    async with full, brief, maps, chars:
+        await mira.acquire("Maps/A.umap")
+        await mira.acquire("Chars/B.uasset")
+        await full.wait_for(2)
+        await brief.wait_for(2)
+        await maps.wait_for(1)
+        await chars.wait_for(1)
+        await asyncio.sleep(0.3)
+    assert [e["lock"]["path"] for e in full.events] == ["Maps/A.umap", "Chars/B.uasset"]
+    assert brief.events == [{"seq": 1, "kind": "ACQUIRED"}, {"seq": 2, "kind": "ACQUIRED"}]
+    assert maps.events == [{"seq": 1}] and chars.events == [{"seq": 2}]
