@@ -1,5 +1,6 @@
 """Engine and transactions for both dialects: SQLite (embedded default) and PostgreSQL."""
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,22 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+
+
+def _use_wal(cursor) -> None:
+    """Switch a database file to WAL once (it stays so). Switching needs the file to itself and
+    ignores the busy timeout, so a process that starts beside another retries for a while."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if cursor.fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def create_engine(url: str, *, pooled: bool = True, read_only: bool = False) -> AsyncEngine:
@@ -35,7 +52,7 @@ def create_engine(url: str, *, pooled: bool = True, read_only: bool = False) -> 
         def _on_connect(dbapi_connection, _record) -> None:
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()

@@ -1,11 +1,15 @@
 """Apply Alembic migrations from code, safely when several processes start at once."""
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from alembic import command
 from db.engine import create_engine
@@ -20,27 +24,52 @@ def alembic_config() -> Config:
     return config
 
 
+@contextmanager
+def _sqlite_file_lock(url: str) -> Iterator[None]:
+    """Hold an exclusive lock on `<database>.migrate.lock` (SQLite files only)."""
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 async def _run(url: str, action) -> None:
     """Run `action(config)` on one connection, holding the cluster-wide migration lock.
 
-    PostgreSQL: a transaction-scoped advisory lock. SQLite: the engine begins every transaction
-    with BEGIN IMMEDIATE, which already excludes every other writer.
+    Alembic may commit between revisions, so the lock must outlive transactions: a session-level
+    advisory lock on PostgreSQL, a lock file beside the database on SQLite.
     """
     engine = create_engine(url, pooled=False)
     try:
-        async with engine.connect() as connection:
-            if connection.dialect.name == "postgresql":
-                await connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-                )
+        with _sqlite_file_lock(url) if engine.dialect.name == "sqlite" else nullcontext():
+            async with engine.connect() as connection:
+                postgres = connection.dialect.name == "postgresql"
+                if postgres:
+                    await connection.execute(
+                        text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                    )
+                    await connection.commit()
 
-            def run(sync_connection) -> None:
-                config = alembic_config()
-                config.attributes["connection"] = sync_connection
-                action(config)
+                def run(sync_connection) -> None:
+                    config = alembic_config()
+                    config.attributes["connection"] = sync_connection
+                    action(config)
 
-            await connection.run_sync(run)
-            await connection.commit()
+                try:
+                    await connection.run_sync(run)
+                    await connection.commit()
+                finally:
+                    if postgres:
+                        await connection.execute(
+                            text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                        )
+                        await connection.commit()
     finally:
         await engine.dispose()
 
