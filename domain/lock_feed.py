@@ -198,15 +198,21 @@ class LockFeeds:
             try:
                 subscriber.queue.put_nowait(change)
             except asyncio.QueueFull:
-                subscriber.overflowed = True
-                feed.subscribers.discard(subscriber)
                 logger.warning(
                     "cut off a subscriber that fell behind on project %s", feed.project_id
                 )
-                if subscriber.on_overflow is not None:
-                    task = asyncio.create_task(subscriber.on_overflow())
-                    self._cut_off.add(task)
-                    task.add_done_callback(self._cut_off.discard)
+                self._cut_off_subscriber(feed, subscriber)
+
+    def _cut_off_subscriber(self, feed: ProjectFeed, subscriber: Subscriber) -> None:
+        """Drop a subscriber from its feed; it ends with SubscriberTooSlow and reconnects."""
+        subscriber.overflowed = True
+        feed.subscribers.discard(subscriber)
+        with contextlib.suppress(asyncio.QueueFull):
+            subscriber.queue.put_nowait(None)
+        if subscriber.on_overflow is not None:
+            task = asyncio.create_task(subscriber.on_overflow())
+            self._cut_off.add(task)
+            task.add_done_callback(self._cut_off.discard)
 
     async def _catch_up(self, feed: ProjectFeed, through: int | None = None) -> None:
         for change in await self._read(feed.project_id, feed.last, through):
@@ -214,33 +220,53 @@ class LockFeeds:
                 self._deliver(feed, change)
 
     async def _run(self, feed: ProjectFeed) -> None:
-        async with self.bus.subscribe(self.channel(feed.project_id)) as messages:
-            feed.last = await self._newest_seq(feed.project_id)
-            feed.ready.set()
-            pending = asyncio.ensure_future(anext(messages))
-            try:
-                while True:
-                    done, _ = await asyncio.wait({pending}, timeout=self.check_interval)
+        try:
+            async with self.bus.subscribe(self.channel(feed.project_id)) as messages:
+                feed.last = await self._newest_seq(feed.project_id)
+                feed.ready.set()
+                await self._follow_bus(feed, messages)
+        finally:
+            # The feed is gone (bus closed, shutdown): its subscribers must reconnect.
+            for subscriber in list(feed.subscribers):
+                self._cut_off_subscriber(feed, subscriber)
+
+    async def _follow_bus(self, feed: ProjectFeed, messages) -> None:
+        pending = asyncio.ensure_future(anext(messages))
+        try:
+            while True:
+                done, _ = await asyncio.wait({pending}, timeout=self.check_interval)
+                try:
+                    if not done:
+                        if await self._newest_seq(feed.project_id) > feed.last:
+                            await self._catch_up(feed)
+                        continue
                     try:
-                        if not done:
-                            if await self._newest_seq(feed.project_id) > feed.last:
-                                await self._catch_up(feed)
-                            continue
-                        change = decode(pending.result())
-                        pending = asyncio.ensure_future(anext(messages))
-                        if change.seq <= feed.last:
-                            continue
-                        if change.seq > feed.last + 1:
-                            await self._catch_up(feed, change.seq - 1)
-                        if change.seq == feed.last + 1:
-                            self._deliver(feed, change)
-                    except (StopAsyncIteration, asyncio.CancelledError):
-                        raise
-                    except Exception:
-                        logger.exception("lock feed of project %s", feed.project_id)
-                        await asyncio.sleep(self.check_interval)
-            finally:
-                pending.cancel()
+                        message = pending.result()
+                    except StopAsyncIteration:
+                        return
+                    except Exception as error:
+                        logger.warning(
+                            "lock feed of project %s lost the bus (%s): polling the database",
+                            feed.project_id,
+                            type(error).__name__,
+                        )
+                        pending = asyncio.get_running_loop().create_future()
+                        continue
+                    pending = asyncio.ensure_future(anext(messages))
+                    change = decode(message)
+                    if change.seq <= feed.last:
+                        continue
+                    if change.seq > feed.last + 1:
+                        await self._catch_up(feed, change.seq - 1)
+                    if change.seq == feed.last + 1:
+                        self._deliver(feed, change)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("lock feed of project %s", feed.project_id)
+                    await asyncio.sleep(self.check_interval)
+        finally:
+            pending.cancel()
 
     async def _feed(self, project_id: int) -> ProjectFeed:
         feed = self._feeds.get(project_id)
@@ -335,12 +361,12 @@ class LockFeeds:
                 if recheck is not None and time.monotonic() >= next_check:
                     await recheck()
                     next_check = time.monotonic() + RECHECK_INTERVAL
-                if change is None:
-                    continue
                 if subscriber.overflowed:
                     raise SubscriberTooSlow(
-                        "this subscriber fell too far behind: reconnect with since"
+                        "this subscriber fell behind or its feed stopped: reconnect with since"
                     )
+                if change is None:
+                    continue
                 if change.seq <= last:
                     continue
                 last = change.seq

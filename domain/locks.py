@@ -500,7 +500,10 @@ class Locks:
             project = await find_project(session, slug)
             check_since(project, since)
             changes = await self.feeds.stored_changes(
-                session, project.id, since or 0, limit=first or DEFAULT_HISTORY_PAGE
+                session,
+                project.id,
+                since or 0,
+                limit=DEFAULT_HISTORY_PAGE if first is None else first,
             )
         return project, changes
 

@@ -476,3 +476,26 @@ async def test_subscribers_with_different_selections_each_get_their_own_shape(se
     assert [e["lock"]["path"] for e in full.events] == ["Maps/A.umap", "Chars/B.uasset"]
     assert brief.events == [{"seq": 1, "kind": "ACQUIRED"}, {"seq": 2, "kind": "ACQUIRED"}]
     assert maps.events == [{"seq": 1}] and chars.events == [{"seq": 2}]
+
+
+async def test_subscribers_keep_receiving_when_redis_goes_away(settings, private_redis, tmp_path):
+    """Pub/sub is only the fast path: with Redis gone, feeds find new events in the table."""
+    redis_process, redis_url = private_redis
+    running = start_server(settings.replace(redis_url=redis_url), tmp_path / "server.log")
+    try:
+        api = Api(running.url)
+        await api.login("admin", ADMIN_PASSWORD)
+        async with Subscription(running.ws_url, api.token, {"project": "default"}) as live:
+            await api.acquire("Before.uasset")
+            await live.wait_for(1)
+            redis_process.kill()
+            redis_process.wait()
+            assert "errors" not in await api.acquire("After.uasset")
+            events = await live.wait_for(2, timeout=15)
+        assert [(e["seq"], e["lock"]["path"]) for e in events] == [
+            (1, "Before.uasset"),
+            (2, "After.uasset"),
+        ]
+        await api.close()
+    finally:
+        stop_server(running)
