@@ -85,6 +85,15 @@ def by_key(paths: list[str], case_sensitive: bool) -> dict[str, str]:
     return keys
 
 
+async def _locks_by_key(
+    session: AsyncSession, project: Project, paths: list[str]
+) -> tuple[dict[str, str], dict[str, Lock]]:
+    """The paths by key, and the locks held on those keys (expired ones included)."""
+    keys = by_key(paths, project.case_sensitive)
+    locks = await store.locks_on_keys(session, project.id, list(keys))
+    return keys, {lock.path_key: lock for lock in locks}
+
+
 class Locks:
     def __init__(self, db: Database, feeds: LockFeeds) -> None:
         self.db = db
@@ -181,11 +190,7 @@ class Locks:
         me = UserRef.of(actor)
 
         async def work(session, project, now):
-            keys = by_key(paths, project.case_sensitive)
-            existing = {
-                lock.path_key: lock
-                for lock in await store.locks_on_keys(session, project.id, list(keys))
-            }
+            keys, existing = await _locks_by_key(session, project, paths)
             expired = [
                 lock
                 for lock in existing.values()
@@ -246,11 +251,7 @@ class Locks:
         me = UserRef.of(actor)
 
         async def work(session, project, now):
-            keys = by_key(paths, project.case_sensitive)
-            found = {
-                lock.path_key: lock
-                for lock in await store.locks_on_keys(session, project.id, list(keys))
-            }
+            keys, found = await _locks_by_key(session, project, paths)
             missing = [path for key, path in keys.items() if key not in found]
             if missing:
                 raise NotFound(f"not locked: {', '.join(missing)}", paths=missing)
