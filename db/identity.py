@@ -61,6 +61,24 @@ async def get_user(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
 
 
+async def get_users(session: AsyncSession, user_ids: set[int]) -> list[User]:
+    if not user_ids:
+        return []
+    return list((await session.execute(select(User).where(User.id.in_(user_ids)))).scalars())
+
+
+async def lock_user(session: AsyncSession, user_id: int, *, exclusive: bool) -> User | None:
+    """The user, with its row locked until commit: shared for a user acting, exclusive for
+    changing who they are (deactivation waits for their writes in flight, and theirs for it)."""
+    query = (
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update(read=not exclusive)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 async def get_user_by_username(session: AsyncSession, username: str) -> User | None:
     query = select(User).where(func.lower(User.username) == username.lower())
     return (await session.execute(query)).scalar_one_or_none()

@@ -112,19 +112,43 @@ async def find_locks(
     return list((await session.execute(query)).scalars().all()), total
 
 
-async def locks_of_owner(session: AsyncSession, owner_id: int) -> list[Lock]:
-    query = select(Lock).where(Lock.owner_id == owner_id).order_by(Lock.project_id, Lock.id)
+async def projects_of_owner(session: AsyncSession, owner_id: int) -> list[int]:
+    query = select(Lock.project_id).where(Lock.owner_id == owner_id).distinct()
+    return sorted((await session.execute(query)).scalars().all())
+
+
+async def locks_of_owner(session: AsyncSession, project_id: int, owner_id: int) -> list[Lock]:
+    query = (
+        select(Lock)
+        .where(Lock.project_id == project_id, Lock.owner_id == owner_id)
+        .order_by(Lock.id)
+    )
     return list((await session.execute(query)).scalars().all())
 
 
-async def locks_due(
-    session: AsyncSession, now: datetime, acquired_before: datetime | None
-) -> list[Lock]:
+def _due(now: datetime, acquired_before: datetime | None):
     """Locks past their expiry, or (auto-release policy) acquired before a moment."""
     condition = Lock.expires_at <= now
     if acquired_before is not None:
         condition = or_(condition, Lock.acquired_at < acquired_before)
-    query = select(Lock).where(condition).order_by(Lock.project_id, Lock.id)
+    return condition
+
+
+async def projects_with_due_locks(
+    session: AsyncSession, now: datetime, acquired_before: datetime | None
+) -> list[int]:
+    query = select(Lock.project_id).where(_due(now, acquired_before)).distinct()
+    return sorted((await session.execute(query)).scalars().all())
+
+
+async def due_locks(
+    session: AsyncSession, project_id: int, now: datetime, acquired_before: datetime | None
+) -> list[Lock]:
+    query = (
+        select(Lock)
+        .where(Lock.project_id == project_id, _due(now, acquired_before))
+        .order_by(Lock.id)
+    )
     return list((await session.execute(query)).scalars().all())
 
 

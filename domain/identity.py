@@ -370,7 +370,7 @@ class Identity:
         require_admin(actor)
         now = utcnow()
         async with self.db.transaction() as session:
-            user = await store.get_user(session, user_id)
+            user = await store.lock_user(session, user_id, exclusive=True)
             if user is None:
                 raise NotFound(f"no user with id {user_id}")
             if email is not None:
@@ -400,7 +400,7 @@ class Identity:
     async def delete_user(self, actor: User, user_id: int) -> None:
         require_admin(actor)
         async with self.db.transaction() as session:
-            user = await store.get_user(session, user_id)
+            user = await store.lock_user(session, user_id, exclusive=True)
             if user is None:
                 raise NotFound(f"no user with id {user_id}")
             if (

@@ -22,13 +22,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import locks as store
 from db import projects as project_store
 from db.engine import Database
-from db.identity import User
+from db.identity import User, get_users
 from db.locks import LockEvent
 from domain.bus import EventBus
 from domain.errors import BadUserInput, DomainError, Unauthenticated
@@ -49,6 +48,15 @@ class UserRef:
     @classmethod
     def of(cls, user: User) -> UserRef:
         return cls(user.id, user.username, user.role, user.active)
+
+
+async def user_refs(session: AsyncSession, user_ids: set[int]) -> dict[int, UserRef]:
+    return {user.id: UserRef.of(user) for user in await get_users(session, user_ids)}
+
+
+def missing_user(user_id: int, username: str | None = None) -> UserRef:
+    """A user a lock or event names who has since been deleted."""
+    return UserRef(user_id, username or "(deleted)", "user", False)
 
 
 @dataclass(frozen=True)
@@ -159,18 +167,16 @@ class LockFeeds:
         events = await store.events_after(
             session, project_id, after_seq, through_seq=through_seq, limit=limit
         )
-        ids = {event.owner_id for event in events} | {
-            event.actor_id for event in events if event.actor_id is not None
-        }
-        users = {}
-        if ids:
-            rows = await session.execute(select(User).where(User.id.in_(ids)))
-            users = {user.id: UserRef.of(user) for user in rows.scalars()}
+        users = await user_refs(
+            session,
+            {event.owner_id for event in events}
+            | {event.actor_id for event in events if event.actor_id is not None},
+        )
 
         def ref(user_id: int | None, username: str | None) -> UserRef | None:
             if user_id is None:
                 return None
-            return users.get(user_id) or UserRef(user_id, username or "?", "user", False)
+            return users.get(user_id) or missing_user(user_id, username)
 
         return [
             LockChange(

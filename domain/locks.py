@@ -15,19 +15,18 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import locks as store
 from db import projects as project_store
 from db.base import utcnow
 from db.engine import Database, try_cluster_lock
-from db.identity import User, get_user_by_username
+from db.identity import User, get_user_by_username, lock_user
 from db.locks import Lock, LockEvent
 from db.projects import Project
-from domain.errors import BadUserInput, Conflict, Forbidden, NotFound
+from domain.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from domain.identity import Role
-from domain.lock_feed import LockChange, LockFeeds, UserRef
+from domain.lock_feed import LockChange, LockFeeds, UserRef, missing_user, user_refs
 from domain.pagination import Page, decode_cursor, encode_cursor, page_size
 from domain.paths import normalize_path, normalize_prefix, path_key
 from domain.projects import ForceReleasePolicy, find_project, validate_ttl
@@ -106,13 +105,19 @@ class Locks:
         slug: str,
         work: Callable[[AsyncSession, Project, datetime], Awaitable[tuple[list[LockChange], T]]],
         *,
+        actor: User,
         writable: bool = True,
     ) -> tuple[Project, T]:
         """Run `work` under the project's row lock in one transaction; publish after commit.
 
+        The actor's row is share-locked first (before the project: one lock order everywhere)
+        and must still be active, so a deactivation and the user's own writes never interleave.
         Returns the project as the transaction left it, and what `work` returned.
         """
         async with self.db.transaction() as session:
+            current = await lock_user(session, actor.id, exclusive=False)
+            if current is None or not current.active:
+                raise Unauthenticated("your account is no longer active")
             project = await find_project(session, slug, for_update=True)
             if writable and project.archived_at is not None:
                 raise Conflict(f"the project {project.slug!r} is archived", field="project")
@@ -154,23 +159,26 @@ class Locks:
         session.add(event)
         return LockChange(event=event, owner=owner, actor=actor)
 
-    async def _release_expired(
-        self, session: AsyncSession, project: Project, locks: list[Lock], now: datetime
+    async def _release(
+        self,
+        session: AsyncSession,
+        project: Project,
+        locks: list[Lock],
+        kind: EventKind,
+        actor: UserRef | None,
+        now: datetime,
+        message: str | Callable[[Lock], str] | None = None,
     ) -> list[LockChange]:
-        """Locks whose TTL ran out are released as EXPIRED before anyone may take the path."""
+        """Record `kind` for each lock and delete it (the project's row must be locked)."""
+        owners = await user_refs(session, {lock.owner_id for lock in locks})
         changes = []
         for lock in locks:
-            owner = await self._owner(session, lock.owner_id)
-            changes.append(self.record(session, project, EventKind.EXPIRED, lock, owner, None, now))
+            owner = owners.get(lock.owner_id) or missing_user(lock.owner_id)
+            text = message(lock) if callable(message) else message
+            changes.append(self.record(session, project, kind, lock, owner, actor, now, text))
             await session.delete(lock)
-        if changes:
-            await session.flush()
+        await session.flush()
         return changes
-
-    @staticmethod
-    async def _owner(session: AsyncSession, user_id: int) -> UserRef:
-        user = await session.get(User, user_id)
-        return UserRef.of(user) if user else UserRef(user_id, "(deleted)", "user", False)
 
     async def acquire(
         self,
@@ -196,21 +204,22 @@ class Locks:
                 for lock in existing.values()
                 if lock.expires_at is not None and lock.expires_at <= now
             ]
-            changes = await self._release_expired(session, project, expired, now)
+            changes = await self._release(session, project, expired, EventKind.EXPIRED, None, now)
             for lock in expired:
                 del existing[lock.path_key]
             conflicts = [lock for lock in existing.values() if lock.owner_id != actor.id]
             if conflicts:
-                holders = []
-                for lock in sorted(conflicts, key=lambda lock: lock.path):
-                    owner = await self._owner(session, lock.owner_id)
-                    holders.append(
-                        {
-                            "path": lock.path,
-                            "username": owner.username,
-                            "acquiredAt": lock.acquired_at.isoformat(),
-                        }
-                    )
+                owners = await user_refs(session, {lock.owner_id for lock in conflicts})
+                holders = [
+                    {
+                        "path": lock.path,
+                        "username": (
+                            owners.get(lock.owner_id) or missing_user(lock.owner_id)
+                        ).username,
+                        "acquiredAt": lock.acquired_at.isoformat(),
+                    }
+                    for lock in sorted(conflicts, key=lambda lock: lock.path)
+                ]
                 names = ", ".join(f"{h['path']} (held by {h['username']})" for h in holders)
                 raise Conflict(f"already locked: {names}", holders=holders)
             ttl = ttl_seconds or project.default_ttl_seconds
@@ -241,7 +250,7 @@ class Locks:
                     )
             return changes, [HeldLock(result[key], me) for key in keys]
 
-        return await self._write(slug, work)
+        return await self._write(slug, work, actor=actor)
 
     async def release(
         self, actor: User, slug: str, raw_paths: list[str], *, force: bool = False
@@ -265,19 +274,18 @@ class Locks:
                 )
             if others and not self._may_force(actor, project):
                 raise Forbidden("only an admin may force-release another's lock")
-            changes, released = [], []
+            changes = []
             for key in keys:
-                lock = found[key]
-                mine = lock.owner_id == actor.id
-                owner = me if mine else await self._owner(session, lock.owner_id)
+                mine = found[key].owner_id == actor.id
                 kind = EventKind.RELEASED if mine else EventKind.FORCE_RELEASED
-                changes.append(self.record(session, project, kind, lock, owner, me, now))
-                released.append(HeldLock(lock, owner))
-                await session.delete(lock)
-            await session.flush()
+                changes += await self._release(session, project, [found[key]], kind, me, now)
+            released = [
+                HeldLock(found[key], change.owner)
+                for key, change in zip(keys, changes, strict=True)
+            ]
             return changes, released
 
-        return await self._write(slug, work, writable=False)
+        return await self._write(slug, work, actor=actor, writable=False)
 
     async def release_branch(
         self, actor: User, slug: str, branch: str
@@ -290,16 +298,10 @@ class Locks:
             mine, _ = await store.find_locks(
                 session, project.id, now=now, owner_id=actor.id, branch=branch
             )
-            changes = [
-                self.record(session, project, EventKind.RELEASED, lock, me, me, now)
-                for lock in mine
-            ]
-            for lock in mine:
-                await session.delete(lock)
-            await session.flush()
+            changes = await self._release(session, project, mine, EventKind.RELEASED, me, now)
             return changes, [HeldLock(lock, me) for lock in mine]
 
-        return await self._write(slug, work, writable=False)
+        return await self._write(slug, work, actor=actor, writable=False)
 
     @staticmethod
     def _may_force(actor: User, project: Project) -> bool:
@@ -328,7 +330,7 @@ class Locks:
             change = self.record(session, project, EventKind.RENEWED, lock, me, me, now)
             return [change], HeldLock(lock, me)
 
-        return await self._write(slug, work)
+        return await self._write(slug, work, actor=actor)
 
     async def request_release(
         self, actor: User, slug: str, raw_path: str, message: str | None = None
@@ -341,13 +343,14 @@ class Locks:
             lock = await self._live_lock(session, project, path, now)
             if lock.owner_id == actor.id:
                 raise BadUserInput("you hold this lock yourself", field="path")
-            owner = await self._owner(session, lock.owner_id)
+            owners = await user_refs(session, {lock.owner_id})
+            owner = owners.get(lock.owner_id) or missing_user(lock.owner_id)
             change = self.record(
                 session, project, EventKind.RELEASE_REQUESTED, lock, owner, me, now, message
             )
             return [change], change
 
-        return await self._write(slug, work, writable=False)
+        return await self._write(slug, work, actor=actor, writable=False)
 
     async def _live_lock(
         self, session: AsyncSession, project: Project, path: str, now: datetime
@@ -364,21 +367,20 @@ class Locks:
     ) -> list[tuple[int, LockChange]]:
         """Inside the caller's transaction: force-release every lock `user` holds.
 
-        Returns (project id, change) pairs for `publish_after_commit`.
+        The caller holds `user`'s row exclusively, so no new lock of theirs can appear; each
+        project's locks are read under that project's row lock. Returns (project id, change)
+        pairs for `publish_after_commit`.
         """
         changes = []
         now = utcnow()
-        owner, me = UserRef.of(user), UserRef.of(actor)
-        held = await store.locks_of_owner(session, user.id)
-        for project_id in sorted({lock.project_id for lock in held}):
+        kind = EventKind.RELEASED if user.id == actor.id else EventKind.FORCE_RELEASED
+        for project_id in await store.projects_of_owner(session, user.id):
             project = await project_store.get_project(session, project_id, for_update=True)
-            for lock in (lock for lock in held if lock.project_id == project_id):
-                kind = EventKind.RELEASED if user.id == actor.id else EventKind.FORCE_RELEASED
-                changes.append(
-                    (project_id, self.record(session, project, kind, lock, owner, me, now, reason))
-                )
-                await session.delete(lock)
-        await session.flush()
+            held = await store.locks_of_owner(session, project_id, user.id)
+            released = await self._release(
+                session, project, held, kind, UserRef.of(actor), now, reason
+            )
+            changes += [(project_id, change) for change in released]
         return changes
 
     async def publish_after_commit(self, changes: list[tuple[int, LockChange]]) -> None:
@@ -398,21 +400,19 @@ class Locks:
             if not await try_cluster_lock(session, "lock-expiry"):
                 return 0
             acquired_before = None if auto_release_after is None else now - auto_release_after
-            due = await store.locks_due(session, now, acquired_before)
-            for project_id in sorted({lock.project_id for lock in due}):
+
+            def why(lock: Lock) -> str:
+                if lock.expires_at is not None and lock.expires_at <= now:
+                    return "the lock's time ran out"
+                return "released by the auto-release policy"
+
+            for project_id in await store.projects_with_due_locks(session, now, acquired_before):
                 project = await project_store.get_project(session, project_id, for_update=True)
-                for lock in (lock for lock in due if lock.project_id == project_id):
-                    owner = await self._owner(session, lock.owner_id)
-                    message = (
-                        "the lock's time ran out"
-                        if lock.expires_at is not None and lock.expires_at <= now
-                        else "released by the auto-release policy"
-                    )
-                    change = self.record(
-                        session, project, EventKind.EXPIRED, lock, owner, None, now, message
-                    )
-                    published.append((project_id, change))
-                    await session.delete(lock)
+                due = await store.due_locks(session, project_id, now, acquired_before)
+                released = await self._release(
+                    session, project, due, EventKind.EXPIRED, None, now, why
+                )
+                published += [(project_id, change) for change in released]
             if retention is not None:
                 purged = await store.purge_events_before(session, now - retention)
                 for project_id, seq in purged.items():
@@ -425,13 +425,9 @@ class Locks:
     # -- reading ---------------------------------------------------------------------------
 
     async def _held(self, session: AsyncSession, locks: list[Lock]) -> list[HeldLock]:
-        owners = {}
-        ids = {lock.owner_id for lock in locks}
-        if ids:
-            rows = await session.execute(select(User).where(User.id.in_(ids)))
-            owners = {user.id: UserRef.of(user) for user in rows.scalars()}
+        owners = await user_refs(session, {lock.owner_id for lock in locks})
         return [
-            HeldLock(lock, owners.get(lock.owner_id) or UserRef(lock.owner_id, "?", "user", False))
+            HeldLock(lock, owners.get(lock.owner_id) or missing_user(lock.owner_id))
             for lock in locks
         ]
 
