@@ -274,18 +274,30 @@ class LockFeeds:
         finally:
             pending.cancel()
 
-    async def _feed(self, project_id: int) -> ProjectFeed:
+    def _join(self, project_id: int, subscriber: Subscriber) -> ProjectFeed:
+        """Add a subscriber to the project's running feed, starting one if needed.
+
+        Synchronous on purpose: between finding the feed and joining it nothing else runs, so
+        a feed is never torn down under a subscriber that is joining it.
+        """
         feed = self._feeds.get(project_id)
-        if feed is None or (feed.task is not None and feed.task.done()):
+        if feed is None or feed.task is None or feed.task.done():
             feed = ProjectFeed(project_id)
             self._feeds[project_id] = feed
             feed.task = asyncio.create_task(self._run(feed), name=f"lock-feed-{project_id}")
-        ready = asyncio.ensure_future(feed.ready.wait())
-        await asyncio.wait({ready, feed.task}, return_when=asyncio.FIRST_COMPLETED)
-        if not feed.ready.is_set():
-            ready.cancel()
-            feed.task.result()
+        feed.subscribers.add(subscriber)
         return feed
+
+    @staticmethod
+    async def _ready(feed: ProjectFeed) -> None:
+        ready = asyncio.ensure_future(feed.ready.wait())
+        try:
+            await asyncio.wait({ready, feed.task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if not feed.ready.is_set():
+            feed.task.result()
+            raise RuntimeError("the lock feed stopped before it was ready")
 
     def _leave(self, feed: ProjectFeed, subscriber: Subscriber) -> None:
         feed.subscribers.discard(subscriber)
@@ -323,11 +335,11 @@ class LockFeeds:
         falls `queue_size` events behind is dropped and `on_overflow` is called: it may be stuck
         sending to a dead client, so only closing its connection frees it.
         """
-        feed = await self._feed(project_id)
         subscriber = Subscriber(asyncio.Queue(self.queue_size), on_overflow)
-        feed.subscribers.add(subscriber)
-        joined_at = feed.last
+        feed = self._join(project_id, subscriber)
         try:
+            await self._ready(feed)
+            joined_at = feed.last
             last = joined_at if since is None else since
             if since is not None and since > max(newest_seq, joined_at):
                 raise BadUserInput(
@@ -338,8 +350,13 @@ class LockFeeds:
                     page = await self.stored_changes(
                         session, project_id, last, through_seq=joined_at, limit=REPLAY_PAGE
                     )
-                if not page:
-                    break
+                if not page or page[0].seq != last + 1:
+                    raise BadUserInput(
+                        f"events after seq {last} are no longer kept: refetch the current locks "
+                        "and follow from their newest seq",
+                        field="since",
+                        reason="refetch",
+                    )
                 for change in page:
                     last = change.seq
                     if accept is None or accept(change):

@@ -495,13 +495,15 @@ class Locks:
             raise BadUserInput(f"first must be between 0 and {MAX_HISTORY_PAGE}", field="first")
         async with self.db.read() as session:
             project = await find_project(session, slug)
-            check_since(project, since)
+            check_since(since, project.purged_through_seq)
             changes = await self.feeds.stored_changes(
                 session,
                 project.id,
                 since or 0,
                 limit=DEFAULT_HISTORY_PAGE if first is None else first,
             )
+        if since is not None and changes and changes[0].seq != since + 1:
+            check_since(since, changes[0].seq - 1)  # purged after the check above
         return project, changes
 
     async def follow(
@@ -518,7 +520,7 @@ class Locks:
         prefix = normalize_prefix(path_prefix) if path_prefix else None
         async with self.db.read() as session:
             project = await find_project(session, slug)
-        check_since(project, since)
+        check_since(since, project.purged_through_seq)
         accept = None
         if prefix:
             key = path_key(prefix, project.case_sensitive)
@@ -538,16 +540,17 @@ class Locks:
         return project, changes
 
 
-def check_since(project: Project, since: int | None) -> None:
+def check_since(since: int | None, purged_through_seq: int) -> None:
+    """`since` must be a seq whose successors are all still stored."""
     if since is None:
         return
     if since < 0:
         raise BadUserInput("since must not be negative", field="since")
-    if since < project.purged_through_seq:
+    if since < purged_through_seq:
         raise BadUserInput(
-            f"events up to seq {project.purged_through_seq} are no longer kept: "
+            f"events up to seq {purged_through_seq} are no longer kept: "
             "refetch the current locks and follow from their newest seq",
             field="since",
             reason="refetch",
-            oldestSeq=project.purged_through_seq + 1,
+            oldestSeq=purged_through_seq + 1,
         )

@@ -30,7 +30,7 @@ def normalize_path(raw: str, field: str = "path") -> str:
     normalized = "/".join(segments)
     if not normalized:
         raise BadUserInput(f"{field} is empty", field=field, path=raw)
-    if len(normalized) > MAX_PATH_LENGTH:
+    if max(len(normalized), len(normalized.lower())) > MAX_PATH_LENGTH:
         raise BadUserInput(
             f"{field} is longer than {MAX_PATH_LENGTH} characters", field=field, path=raw[:100]
         )

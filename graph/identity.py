@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 
 import strawberry
 from strawberry.types import Info
@@ -15,11 +14,7 @@ from domain.pagination import Page
 from graph.context import Context, decode_id
 from graph.pagination import PageInfo
 
-
-@strawberry.enum
-class Role(Enum):
-    ADMIN = "admin"
-    USER = "user"
+Role = strawberry.enum(identity.Role, name="Role")
 
 
 @strawberry.type
@@ -154,10 +149,6 @@ class UpdateUserInput:
     active: bool | None = None
 
 
-def _role(role: Role | None) -> identity.Role | None:
-    return None if role is None else identity.Role(role.value)
-
-
 def _identity(info: Info[Context, None]) -> identity.Identity:
     return info.context.services.identity
 
@@ -224,7 +215,7 @@ class IdentityMutation:
     async def create_user(self, info: Info[Context, None], input: CreateUserInput) -> User:
         actor = await info.context.require_viewer()
         user = await _identity(info).create_user(
-            actor, input.username, input.email, input.password, _role(input.role)
+            actor, input.username, input.email, input.password, input.role
         )
         return User.of(user)
 
@@ -234,7 +225,7 @@ class IdentityMutation:
     ) -> User:
         actor = await info.context.require_viewer()
         user = await _identity(info).update_user(
-            actor, decode_id(id), email=input.email, role=_role(input.role), active=input.active
+            actor, decode_id(id), email=input.email, role=input.role, active=input.active
         )
         return User.of(user)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator
 from datetime import datetime
-from enum import Enum
 
 import strawberry
 from strawberry.types import Info
@@ -12,7 +12,7 @@ from strawberry.types import Info
 from db import projects as project_models
 from domain.errors import BadUserInput
 from domain.lock_feed import LockChange
-from domain.locks import HeldLock, Locks
+from domain.locks import EventKind, HeldLock, Locks
 from domain.pagination import Page
 from graph.context import Context
 from graph.identity import User
@@ -52,14 +52,7 @@ class Lock:
         )
 
 
-@strawberry.enum
-class LockEventKind(Enum):
-    ACQUIRED = "ACQUIRED"
-    RELEASED = "RELEASED"
-    FORCE_RELEASED = "FORCE_RELEASED"
-    EXPIRED = "EXPIRED"
-    RENEWED = "RENEWED"
-    RELEASE_REQUESTED = "RELEASE_REQUESTED"
+LockEventKind = strawberry.enum(EventKind, name="LockEventKind")
 
 
 @strawberry.type
@@ -73,10 +66,11 @@ class LockEvent:
 
     @classmethod
     def of(cls, change: LockChange, project: Project) -> LockEvent:
+        """The event, with the project as of this event (its lastSeq is the event's seq)."""
         event = change.event
         lock = Lock(
             id=strawberry.ID(str(event.lock_id)),
-            project=project,
+            project=dataclasses.replace(project, last_seq=event.seq),
             path=event.path,
             owner=User.of_ref(change.owner),
             branch=event.branch,

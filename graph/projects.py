@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
 import strawberry
 from strawberry.types import Info
 
@@ -12,11 +10,11 @@ from domain import projects
 from graph.context import Context
 from graph.scalars import Long
 
-
-@strawberry.enum(description="Who may force-release another's lock in a project.")
-class ForceReleasePolicy(Enum):
-    ADMINS = "admins"
-    EVERYONE = "everyone"
+ForceReleasePolicy = strawberry.enum(
+    projects.ForceReleasePolicy,
+    name="ForceReleasePolicy",
+    description="Who may force-release another's lock in a project.",
+)
 
 
 @strawberry.type
@@ -67,10 +65,6 @@ def _given(value):
     return None if value is strawberry.UNSET else value
 
 
-def _policy(value: ForceReleasePolicy | None) -> projects.ForceReleasePolicy | None:
-    return None if value is None else projects.ForceReleasePolicy(value.value)
-
-
 @strawberry.type
 class ProjectQuery:
     @strawberry.field
@@ -101,8 +95,7 @@ class ProjectMutation:
             input.name,
             case_sensitive=bool(input.case_sensitive),
             default_ttl_seconds=input.default_ttl_seconds,
-            force_release_policy=_policy(input.force_release_policy)
-            or projects.ForceReleasePolicy.ADMINS,
+            force_release_policy=input.force_release_policy or projects.ForceReleasePolicy.ADMINS,
         )
         return Project.of(project)
 
@@ -117,7 +110,7 @@ class ProjectMutation:
             name=_given(input.name),
             default_ttl_seconds=_given(input.default_ttl_seconds),
             clear_default_ttl=input.default_ttl_seconds is None,
-            force_release_policy=_policy(_given(input.force_release_policy)),
+            force_release_policy=_given(input.force_release_policy),
             archived=_given(input.archived),
         )
         return Project.of(project)
