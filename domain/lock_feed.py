@@ -259,6 +259,9 @@ class LockFeeds:
                         pending = asyncio.get_running_loop().create_future()
                         continue
                     pending = asyncio.ensure_future(anext(messages))
+                    if message is None:  # the bus may have lost messages: check the table
+                        await self._catch_up(feed)
+                        continue
                     change = decode(message)
                     if change.seq <= feed.last:
                         continue
