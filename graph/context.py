@@ -11,6 +11,7 @@ from typing import Any
 from db.identity import User
 from domain.errors import BadUserInput, Unauthenticated
 from domain.identity import Identity, Principal
+from domain.jobs import Jobs
 from domain.locks import Locks
 from domain.projects import Projects
 
@@ -25,6 +26,7 @@ class Services:
     identity: Identity
     projects: Projects
     locks: Locks
+    jobs: Jobs
 
 
 @dataclass

@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext
 
 from graph.errors import ErrorCodes, log_unexpected
 from graph.identity import IdentityMutation, IdentityQuery
+from graph.jobs import JobQuery
 from graph.locks import LockMutation, LockQuery, LockSubscription
 from graph.projects import ProjectMutation, ProjectQuery
 from graph.scalars import SCALARS
@@ -46,7 +47,7 @@ class DocumentCache(SchemaExtension):
 
 
 @strawberry.type
-class Query(IdentityQuery, ProjectQuery, LockQuery):
+class Query(IdentityQuery, ProjectQuery, LockQuery, JobQuery):
     pass
 
 

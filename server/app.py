@@ -22,6 +22,7 @@ from db import migrations
 from db.engine import Database
 from domain.bus import EventBus
 from domain.identity import Identity, IdentityConfig, shared_jwt_secret
+from domain.jobs import Jobs
 from domain.lock_feed import LockFeeds
 from domain.locks import Locks
 from domain.projects import DEFAULT_PROJECT_SLUG, Projects, ensure_project
@@ -139,21 +140,45 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
             "Created the admin user %r with the configured password", settings.admin_username
         )
     await ensure_project(db, DEFAULT_PROJECT_SLUG, "Default")
-    return Services(identity=identity, projects=Projects(db), locks=locks)
-
-
-async def run_lock_expiry(settings: Settings, locks: Locks) -> None:
-    """Release expired locks and drop old events, forever (one replica per round does it)."""
+    jobs = Jobs(db)
     hours = settings.lock_auto_release_hours
-    while True:
-        try:
-            await locks.expire_due(
-                auto_release_after=timedelta(hours=hours) if hours else None,
-                retention=timedelta(seconds=settings.event_retention),
-            )
-        except Exception:
-            logger.exception("lock expiry round failed")
-        await asyncio.sleep(settings.lock_expiry_interval)
+    jobs.every(
+        "lock-expiry",
+        timedelta(seconds=settings.lock_expiry_interval),
+        lambda: locks.expire_due(
+            auto_release_after=timedelta(hours=hours) if hours else None,
+            retention=timedelta(seconds=settings.event_retention),
+        ),
+    )
+    return Services(identity=identity, projects=Projects(db), locks=locks, jobs=jobs)
+
+
+@asynccontextmanager
+async def running_services(
+    settings: Settings, *, run_jobs: bool
+) -> AsyncIterator[tuple[Database, EventBus, Services]]:
+    """Everything a process serves with, migrated and connected; the job runner if asked."""
+    if settings.migrate_on_start:
+        await migrations.upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    bus = EventBus(settings.redis_url, settings.redis_prefix)
+    services = runner = None
+    try:
+        await bus.connect()
+        services = await start_services(settings, db, bus)
+        if run_jobs:
+            runner = asyncio.create_task(services.jobs.run_forever(), name="holdfast-jobs")
+        tune_garbage_collector()
+        yield db, bus, services
+    finally:
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        if services is not None:
+            await services.locks.feeds.close()
+        await bus.disconnect()
+        await db.dispose()
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -170,28 +195,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if settings.migrate_on_start:
-            await migrations.upgrade(settings.database_url)
-        db = Database(settings.database_url)
-        bus = EventBus(settings.redis_url, settings.redis_prefix)
-        await bus.connect()
-        expiry = None
-        try:
-            services = await start_services(settings, db, bus)
+        async with running_services(settings, run_jobs=settings.run_jobs) as (db, bus, services):
             graphql.services = services
             app.state.db, app.state.bus, app.state.services = db, bus, services
-            expiry = asyncio.create_task(run_lock_expiry(settings, services.locks))
-            tune_garbage_collector()
             yield
-        finally:
-            if expiry is not None:
-                expiry.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await expiry
-            if graphql.services is not None:
-                await graphql.services.locks.feeds.close()
-            await bus.disconnect()
-            await db.dispose()
 
     middleware = [Middleware(AbortableConnectionMiddleware), Middleware(RequestIdMiddleware)]
     if settings.cors_origins:

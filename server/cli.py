@@ -74,6 +74,28 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def worker(args: argparse.Namespace) -> int:
+    """Run background jobs only (no HTTP), until SIGTERM or Ctrl-C."""
+    import signal
+
+    from server.app import configure_logging, running_services
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def run() -> None:
+        async with running_services(settings, run_jobs=True):
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            print("holdfast: worker running background jobs", file=sys.stderr, flush=True)
+            await stop.wait()
+
+    asyncio.run(run())
+    return 0
+
+
 def export_schema(args: argparse.Namespace) -> int:
     from graph.schema import schema
 
@@ -102,6 +124,9 @@ def parser() -> argparse.ArgumentParser:
     upgrade = commands.add_parser("migrate", help="apply pending database migrations")
     upgrade.add_argument("revision", nargs="?", default="head")
     upgrade.set_defaults(handler=migrate)
+
+    jobs = commands.add_parser("worker", help="run background jobs in this process only")
+    jobs.set_defaults(handler=worker)
 
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.add_argument("--output", "-o")

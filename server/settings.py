@@ -251,6 +251,12 @@ SETTINGS: tuple[Setting, ...] = (
         2,
         "How often a quiet live feed asks the database for events the bus lost.",
     ),
+    Setting(
+        "RUN_JOBS",
+        _boolean,
+        True,
+        "`holdfast serve` runs background jobs; set false where `holdfast worker` does.",
+    ),
     Setting("MIGRATE_ON_START", _boolean, True, "`holdfast serve` applies pending migrations."),
 )
 
@@ -283,6 +289,7 @@ class Settings:
     lock_expiry_interval: int
     subscriber_queue_size: int
     live_resync_interval: int
+    run_jobs: bool
     migrate_on_start: bool
     pinned: frozenset[str] = frozenset()
     """Names of the settings given by the environment."""

@@ -614,3 +614,38 @@ async def test_change_password_is_rate_limited(settings):
                 ).json()
                 codes.append(body["errors"][0]["extensions"]["code"])
     assert codes == ["BAD_USER_INPUT", "BAD_USER_INPUT", "RATE_LIMITED"]
+
+
+async def test_job_status_and_runs_through_graphql(api, admin, app):
+    jobs = app.state.services.jobs
+    await api.create_user("mira")
+    mira = await api.login("mira", USER_PASSWORD)
+
+    async def report(payload):
+        return None
+
+    jobs.handle("report", report)
+    job = await jobs.enqueue("report", created_by=int(mira["user"]["id"]))
+    other = await jobs.enqueue("report")
+    await jobs.run_pending()
+    query = "query($id: ID!) { job(id: $id) { id kind status attempts error } }"
+    mine = await api.data(query, {"id": str(job.id)}, token=mira["accessToken"])
+    assert mine["job"] == {
+        "id": str(job.id),
+        "kind": "report",
+        "status": "succeeded",
+        "attempts": 1,
+        "error": None,
+    }
+    code, _ = await api.error(query, {"id": str(other.id)}, token=mira["accessToken"])
+    assert code == "FORBIDDEN"
+    assert (await api.error(query, {"id": "999"}))[0] == "NOT_FOUND"
+    runs = "{ jobRuns(first: 10) { kind status jobId durationMs worker } }"
+    listed = (await api.data(runs))["jobRuns"]
+    assert {run["jobId"] for run in listed if run["kind"] == "report"} == {
+        str(job.id),
+        str(other.id),
+    }
+    assert all(run["durationMs"] >= 0 for run in listed)
+    assert (await api.error(runs, token=mira["accessToken"]))[0] == "FORBIDDEN"
+    assert (await api.error("{ jobRuns(first: 9999) { id } }"))[0] == "BAD_USER_INPUT"

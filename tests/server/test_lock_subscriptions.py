@@ -9,6 +9,8 @@ import os
 import random
 import signal
 import socket
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -18,7 +20,7 @@ from sqlalchemy import select
 from db.engine import Database
 from db.locks import Lock, LockEvent
 from db.projects import Project
-from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, start_server, stop_server
+from tests.conftest import ADMIN_PASSWORD, ROOT, USER_PASSWORD, start_server, stop_server
 
 SUBSCRIBE = """subscription($project: String!, $prefix: String, $since: Long) {
     lockEvents(project: $project, pathPrefix: $prefix, since: $since) {
@@ -556,3 +558,45 @@ async def test_the_holder_sees_requests_and_an_observer_sees_deactivation_live(s
     assert events[1]["message"] == "the holder's account was deactivated"
     for api in (admin, noor):
         await api.close()
+
+
+async def test_a_separate_worker_process_runs_the_jobs(settings, tmp_path):
+    """`holdfast serve` with RUN_JOBS=false leaves jobs to `holdfast worker`."""
+    from tests.conftest import settings_environment
+
+    quiet = settings.replace(run_jobs=False, lock_expiry_interval=1)
+    running = start_server(quiet, tmp_path / "server.log")
+    api = Api(running.url)
+    await api.login("admin", ADMIN_PASSWORD)
+    expiring = (
+        'mutation { acquireLock(project: "default", path: "T.uasset", ttlSeconds: 1) { id } }'
+    )
+    history = '{ lockHistory(project: "default") { kind } }'
+    worker = None
+    try:
+        await api.data(expiring)
+        await asyncio.sleep(2.5)
+        assert [e["kind"] for e in (await api.data(history))["lockHistory"]] == ["ACQUIRED"]
+        log = (tmp_path / "worker.log").open("w")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "worker"],
+            env=settings_environment(quiet.replace(run_jobs=True)),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(100):
+            kinds = [e["kind"] for e in (await api.data(history))["lockHistory"]]
+            if kinds == ["ACQUIRED", "EXPIRED"]:
+                break
+            await asyncio.sleep(0.1)
+        assert kinds == ["ACQUIRED", "EXPIRED"]
+        runs = (await api.data("{ jobRuns { kind status worker } }"))["jobRuns"]
+        assert runs and all(run["kind"] == "lock-expiry" for run in runs)
+        assert {run["status"] for run in runs} == {"succeeded"}
+    finally:
+        await api.close()
+        if worker is not None:
+            worker.terminate()
+            assert worker.wait(timeout=10) == 0
+        stop_server(running)

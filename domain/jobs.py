@@ -1,0 +1,211 @@
+"""One durable way to do work in the background, on both databases.
+
+- Periodic jobs run once per cluster per round: each round is claimed by moving the schedule's
+  `next_run_at` forward in one conditional UPDATE, which only one process can win.
+- On-demand jobs are rows: whoever claims one leases it (`FOR UPDATE SKIP LOCKED` on
+  PostgreSQL; SQLite's write lock serialises claims). A worker that dies loses its lease and
+  another takes the job over, so queued work survives restarts. Failures retry with
+  exponential backoff until `max_attempts`.
+- Every execution is logged in `job_runs`, for admins.
+
+Enqueue inside the transaction of the change that causes the work (`enqueue(..., session=)`),
+and the job exists exactly when the change committed.
+
+Why not a library: procrastinate and pgqueuer are PostgreSQL-only, arq and saq need Redis;
+the embedded default has neither, and these three tables do what we need on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import jobs as store
+from db.base import utcnow
+from db.engine import Database
+from db.identity import User
+from db.jobs import Job, JobRun
+from domain.errors import BadUserInput, Forbidden, NotFound
+from domain.identity import Role, require_admin
+
+logger = logging.getLogger("holdfast.jobs")
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+MAX_BACKOFF_SECONDS = 300
+MAX_ERROR_LENGTH = 2000
+
+
+@dataclass
+class Periodic:
+    name: str
+    interval: timedelta
+    run: Callable[[], Awaitable[Any]]
+
+
+class Jobs:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        lease: timedelta = timedelta(minutes=5),
+        poll_interval: float = 1.0,
+        worker: str | None = None,
+    ) -> None:
+        self.db = db
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        self._handlers: dict[str, Handler] = {}
+        self._periodic: list[Periodic] = []
+
+    # -- registering and enqueueing ----------------------------------------------------------
+
+    def handle(self, kind: str, handler: Handler) -> None:
+        """Run `handler(payload)` for every job of `kind`."""
+        self._handlers[kind] = handler
+
+    def every(self, name: str, interval: timedelta, run: Callable[[], Awaitable[Any]]) -> None:
+        """Run `run()` once per `interval` across the whole cluster."""
+        self._periodic.append(Periodic(name, interval, run))
+
+    async def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        session: AsyncSession | None = None,
+        created_by: int | None = None,
+        max_attempts: int = 5,
+        run_after: datetime | None = None,
+    ) -> Job:
+        """Queue a job; inside `session` it commits (or not) with the caller's change."""
+        job = Job(
+            kind=kind,
+            payload=json.dumps(payload or {}),
+            status="queued",
+            attempts=0,
+            max_attempts=max_attempts,
+            run_after=run_after or utcnow(),
+            created_by=created_by,
+            created_at=utcnow(),
+        )
+        if session is not None:
+            session.add(job)
+            await session.flush()
+            return job
+        async with self.db.transaction() as own:
+            own.add(job)
+            await own.flush()
+        return job
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def get(self, actor: User, job_id: int) -> Job:
+        async with self.db.read() as session:
+            job = await session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"no job with id {job_id}")
+        if job.created_by != actor.id and actor.role != Role.ADMIN:
+            raise Forbidden("only its creator or an admin may see a job")
+        return job
+
+    async def recent_runs(self, actor: User, first: int) -> list[JobRun]:
+        require_admin(actor)
+        if not 0 <= first <= 500:
+            raise BadUserInput("first must be between 0 and 500", field="first")
+        async with self.db.read() as session:
+            return await store.recent_runs(session, first)
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def _log(self, kind: str, job_id: int | None, started: datetime, error: str | None):
+        async with self.db.transaction() as session:
+            session.add(
+                JobRun(
+                    kind=kind,
+                    job_id=job_id,
+                    worker=self.worker,
+                    status="failed" if error else "succeeded",
+                    started_at=started,
+                    finished_at=utcnow(),
+                    error=error,
+                )
+            )
+
+    @staticmethod
+    def _describe(error: BaseException) -> str:
+        return f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
+
+    async def _run_periodic(self, periodic: Periodic) -> bool:
+        now = utcnow()
+        async with self.db.transaction() as session:
+            if not await store.claim_schedule(session, periodic.name, now, now + periodic.interval):
+                return False
+        error = None
+        try:
+            await periodic.run()
+        except Exception as failure:
+            logger.exception("periodic job %s failed", periodic.name)
+            error = self._describe(failure)
+        await self._log(periodic.name, None, now, error)
+        return True
+
+    async def _run_one_job(self) -> bool:
+        if not self._handlers:
+            return False
+        now = utcnow()
+        async with self.db.transaction() as session:
+            job = await store.claim_job(session, list(self._handlers), now)
+            if job is None:
+                return False
+            job.status, job.worker = "running", self.worker
+            job.attempts += 1
+            job.started_at, job.lease_until = now, now + self.lease
+        error, result = None, None
+        try:
+            result = await self._handlers[job.kind](json.loads(job.payload))
+        except Exception as failure:
+            logger.exception("job %s (%s) failed", job.id, job.kind)
+            error = self._describe(failure)
+        finished = utcnow()
+        async with self.db.transaction() as session:
+            row = await session.get(Job, job.id)
+            if row is not None and row.worker == self.worker and row.status == "running":
+                row.lease_until, row.error = None, error
+                if error is None:
+                    row.status, row.finished_at = "succeeded", finished
+                    row.result = None if result is None else json.dumps(result)
+                elif row.attempts >= row.max_attempts:
+                    row.status, row.finished_at = "failed", finished
+                else:
+                    backoff = min(2**row.attempts, MAX_BACKOFF_SECONDS)
+                    row.status, row.run_after = "queued", finished + timedelta(seconds=backoff)
+        await self._log(job.kind, job.id, now, error)
+        return True
+
+    async def run_pending(self) -> int:
+        """One pass: every due periodic round this process wins, then queued jobs until none
+        is due. Returns how many ran."""
+        ran = 0
+        for periodic in self._periodic:
+            ran += await self._run_periodic(periodic)
+        while await self._run_one_job():
+            ran += 1
+        return ran
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_pending()
+            except Exception:
+                logger.exception("job runner pass failed")
+            await asyncio.sleep(self.poll_interval)
