@@ -27,6 +27,7 @@ from db.projects import Project
 from domain.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from domain.identity import Role
 from domain.lock_feed import LockChange, LockFeeds, UserRef, missing_user, user_refs
+from domain.notify import Notifier
 from domain.pagination import Page, decode_cursor, encode_cursor, page_size
 from domain.paths import normalize_path, normalize_prefix, path_key
 from domain.projects import ForceReleasePolicy, find_project, validate_ttl
@@ -94,9 +95,10 @@ async def _locks_by_key(
 
 
 class Locks:
-    def __init__(self, db: Database, feeds: LockFeeds) -> None:
+    def __init__(self, db: Database, feeds: LockFeeds, notifier: Notifier | None = None) -> None:
         self.db = db
         self.feeds = feeds
+        self.notifier = notifier
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -122,6 +124,8 @@ class Locks:
             if writable and project.archived_at is not None:
                 raise Conflict(f"the project {project.slug!r} is archived", field="project")
             changes, result = await work(session, project, utcnow())
+            if self.notifier is not None:
+                await self.notifier.lock_changes(session, project.slug, changes)
         await self.feeds.publish(project.id, changes)
         return project, result
 

@@ -25,6 +25,7 @@ from domain.identity import Identity, IdentityConfig, shared_jwt_secret
 from domain.jobs import Jobs
 from domain.lock_feed import LockFeeds
 from domain.locks import Locks
+from domain.notify import MailConfig, Notifier
 from domain.projects import DEFAULT_PROJECT_SLUG, Projects, ensure_project
 from domain.ratelimit import LoginThrottle, limits_storage
 from graph.context import Services
@@ -114,7 +115,21 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         queue_size=settings.subscriber_queue_size,
         check_interval=settings.live_resync_interval,
     )
-    locks = Locks(db, feeds)
+    jobs = Jobs(db)
+    notifier = Notifier(
+        db,
+        jobs,
+        MailConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            tls=settings.smtp_tls,
+            sender=settings.mail_from,
+            public_url=settings.public_url,
+        ),
+    )
+    locks = Locks(db, feeds, notifier)
     identity = Identity(
         db,
         IdentityConfig(
@@ -140,7 +155,6 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
             "Created the admin user %r with the configured password", settings.admin_username
         )
     await ensure_project(db, DEFAULT_PROJECT_SLUG, "Default")
-    jobs = Jobs(db)
     hours = settings.lock_auto_release_hours
     jobs.every(
         "lock-expiry",

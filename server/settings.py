@@ -252,6 +252,28 @@ SETTINGS: tuple[Setting, ...] = (
         "How often a quiet live feed asks the database for events the bus lost.",
     ),
     Setting(
+        "SMTP_HOST",
+        _optional_text,
+        None,
+        "Mail server; unset = no mail is sent (messages are kept as SKIPPED).",
+    ),
+    Setting("SMTP_PORT", _positive_int, 587, "Mail server port."),
+    Setting("SMTP_USERNAME", _optional_text, None, "Mail server login, if it needs one."),
+    Setting("SMTP_PASSWORD", _optional_text, None, "Mail server password.", secret=True),
+    Setting(
+        "SMTP_TLS",
+        _choice("none", "starttls", "tls"),
+        "starttls",
+        "`none`, `starttls` or `tls` (implicit TLS, usually port 465).",
+    ),
+    Setting("MAIL_FROM", _text, "holdfast@localhost", "Sender address of Holdfast's mail."),
+    Setting(
+        "PUBLIC_URL",
+        _text,
+        "http://127.0.0.1:8000",
+        "Where people reach this server; links in mail point here.",
+    ),
+    Setting(
         "RUN_JOBS",
         _boolean,
         True,
@@ -289,6 +311,13 @@ class Settings:
     lock_expiry_interval: int
     subscriber_queue_size: int
     live_resync_interval: int
+    smtp_host: str | None
+    smtp_port: int
+    smtp_username: str | None
+    smtp_password: str | None = field(repr=False)
+    smtp_tls: str
+    mail_from: str
+    public_url: str
     run_jobs: bool
     migrate_on_start: bool
     pinned: frozenset[str] = frozenset()

@@ -322,3 +322,29 @@ def shared_redis_url(request) -> str:
     if TEST_REDIS_URL:
         return TEST_REDIS_URL
     return request.getfixturevalue("private_redis")[1]
+
+
+class MailCatcher:
+    """A real SMTP server (aiosmtpd) in this process; what it receives lands in `messages`."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope):
+        import email
+        from email import policy
+
+        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server():
+    from aiosmtpd.controller import Controller
+
+    catcher = MailCatcher()
+    controller = Controller(catcher, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    catcher.port = controller.port
+    yield catcher
+    controller.stop()

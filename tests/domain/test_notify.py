@@ -1,0 +1,157 @@
+"""Lock alerts by mail through a real SMTP server (aiosmtpd): written with the change, sent by
+a job, at most once even with several senders, retried when the server is down, and kept as
+SKIPPED when no server is configured."""
+
+import asyncio
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from db.engine import Database
+from db.notify import OutboxMessage
+from server.app import create_app
+from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, free_port
+
+ACQUIRE = 'mutation { acquireLock(project: "default", path: "Content/Hero.uasset") { id } }'
+FORCE = """mutation { releaseLock(project: "default", path: "Content/Hero.uasset", force: true)
+    { id } }"""
+REQUEST = """mutation { requestLockRelease(project: "default", path: "Content/Hero.uasset",
+    message: "need it <now>") { seq } }"""
+
+
+async def outbox(settings) -> list[OutboxMessage]:
+    db = Database(settings.database_url)
+    try:
+        async with db.read() as session:
+            query = select(OutboxMessage).order_by(OutboxMessage.id)
+            return list((await session.execute(query)).scalars())
+    finally:
+        await db.dispose()
+
+
+class Client:
+    def __init__(self, app) -> None:
+        self.app = app
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+    async def data(self, query: str, token: str | None = None, variables: dict | None = None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        body = (
+            await self.http.post(
+                "/graphql", json={"query": query, "variables": variables}, headers=headers
+            )
+        ).json()
+        assert "errors" not in body, body
+        return body["data"]
+
+    async def login(self, username: str, password: str) -> str:
+        query = (
+            "mutation($u: String!, $p: String!) { login(username: $u, password: $p) "
+            "{ accessToken } }"
+        )
+        return (await self.data(query, variables={"u": username, "p": password}))["login"][
+            "accessToken"
+        ]
+
+
+async def holder_and_admin(client: Client) -> tuple[str, str]:
+    admin = await client.login("admin", ADMIN_PASSWORD)
+    await client.data(
+        f"""mutation {{ createUser(input: {{username: "mira",
+        email: "mira@studio.example", password: "{USER_PASSWORD}"}}) {{ id }} }}""",
+        admin,
+    )
+    return await client.login("mira", USER_PASSWORD), admin
+
+
+@pytest.fixture
+def mail_settings(settings, smtp_server):
+    return settings.replace(
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_server.port,
+        smtp_tls="none",
+        mail_from="holdfast@studio.example",
+        run_jobs=False,
+        public_url="https://locks.studio.example",
+    )
+
+
+async def test_the_holder_is_mailed_when_their_lock_is_force_released(mail_settings, smtp_server):
+    app = create_app(mail_settings)
+    async with app.router.lifespan_context(app):
+        client = Client(app)
+        mira, admin = await holder_and_admin(client)
+        await client.data(ACQUIRE, mira)
+        await client.data(REQUEST, admin)
+        await client.data(FORCE, admin)
+        [request, forced] = await outbox(mail_settings)
+        assert (request.status, forced.status) == ("pending", "pending")
+        assert await app.state.services.jobs.run_pending() == 3  # two mails + expiry round
+    assert [m["Subject"] for m in smtp_server.messages] == [
+        "admin asks you to release Content/Hero.uasset",
+        "Your lock on Content/Hero.uasset was released by admin",
+    ]
+    asked = smtp_server.messages[0]
+    assert asked["To"] == "mira@studio.example" and asked["From"] == "holdfast@studio.example"
+    text = asked.get_body(("plain",)).get_content()
+    html = asked.get_body(("html",)).get_content()
+    assert 'Their message: "need it <now>"' in text
+    assert "need it &lt;now&gt;" in html and "https://locks.studio.example/?project=default" in html
+    assert [m.status for m in await outbox(mail_settings)] == ["sent", "sent"]
+
+
+async def test_each_message_is_sent_once_however_many_senders(mail_settings, smtp_server):
+    apps = [create_app(mail_settings) for _ in range(3)]
+    async with (
+        apps[0].router.lifespan_context(apps[0]),
+        apps[1].router.lifespan_context(apps[1]),
+        apps[2].router.lifespan_context(apps[2]),
+    ):
+        client = Client(apps[0])
+        mira, admin = await holder_and_admin(client)
+        await client.data(ACQUIRE, mira)
+        for _ in range(5):
+            await client.data(REQUEST, admin)
+        for _ in range(3):
+            await asyncio.gather(*(app.state.services.jobs.run_pending() for app in apps))
+    assert len(smtp_server.messages) == 5
+    assert [m.status for m in await outbox(mail_settings)] == ["sent"] * 5
+
+
+async def test_a_mail_server_that_is_down_gets_the_message_later(mail_settings, smtp_server):
+    down = mail_settings.replace(smtp_port=free_port())
+    app = create_app(down)
+    async with app.router.lifespan_context(app):
+        client = Client(app)
+        mira, admin = await holder_and_admin(client)
+        await client.data(ACQUIRE, mira)
+        await client.data(REQUEST, admin)
+        await app.state.services.jobs.run_pending()
+        [message] = await outbox(down)
+        assert message.status == "pending" and message.attempts == 1
+        assert "Error" in message.error
+    assert smtp_server.messages == []
+
+
+async def test_without_a_mail_server_messages_are_kept_as_skipped(settings, smtp_server):
+    app = create_app(settings.replace(run_jobs=False))
+    async with app.router.lifespan_context(app):
+        client = Client(app)
+        mira, admin = await holder_and_admin(client)
+        await client.data(ACQUIRE, mira)
+        await client.data(REQUEST, admin)
+        await app.state.services.jobs.run_pending()
+    [message] = await outbox(settings)
+    assert (message.status, message.to_address) == ("skipped", "mira@studio.example")
+    assert smtp_server.messages == []
+
+
+async def test_no_mail_when_you_act_on_your_own_lock(mail_settings, smtp_server):
+    app = create_app(mail_settings)
+    async with app.router.lifespan_context(app):
+        client = Client(app)
+        mira, _ = await holder_and_admin(client)
+        await client.data(ACQUIRE, mira)
+        await client.data(FORCE, mira)
+    assert await outbox(mail_settings) == []
