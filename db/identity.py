@@ -57,6 +57,52 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None]
 
 
+class AccountToken(Base):
+    """A single-use link sent by mail: a password reset or an email change."""
+
+    __tablename__ = "account_tokens"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    new_email: Mapped[str | None] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+async def active_users_with_email(session: AsyncSession, email: str) -> list[User]:
+    query = select(User).where(func.lower(User.email) == email.lower(), User.active.is_(True))
+    return list((await session.execute(query)).scalars().all())
+
+
+async def use_account_token(
+    session: AsyncSession, token_hash: str, purpose: str, now: datetime
+) -> AccountToken | None:
+    """Claim an unused, unexpired token of `purpose`; None if there is none (or it was used)."""
+    query = (
+        select(AccountToken)
+        .where(
+            AccountToken.token_hash == token_hash,
+            AccountToken.purpose == purpose,
+            AccountToken.used_at.is_(None),
+            AccountToken.expires_at > now,
+        )
+        .with_for_update()
+    )
+    token = (await session.execute(query)).scalar_one_or_none()
+    if token is None:
+        return None
+    claimed = await session.execute(
+        update(AccountToken)
+        .where(AccountToken.id == token.id, AccountToken.used_at.is_(None))
+        .values(used_at=now)
+    )
+    return token if claimed.rowcount == 1 else None
+
+
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
 

@@ -28,13 +28,17 @@ from db.base import utcnow
 from db.engine import Database
 from db.identity import ApiToken, User
 from domain.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
+from domain.mails import link_mail, notice_mail
 from domain.pagination import Page, decode_cursor, encode_cursor, page_size
 from domain.ratelimit import LoginThrottle
 
 if TYPE_CHECKING:
     from domain.locks import Locks
+    from domain.notify import Notifier
 
 API_TOKEN_PREFIX = "hf_"
+ACCOUNT_TOKEN_PREFIX = "hfa_"
+ACCOUNT_LINK_TTL = timedelta(hours=1)
 REFRESH_TOKEN_PREFIX = "hfr_"
 JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "holdfast"
@@ -132,12 +136,18 @@ def require_admin(actor: User) -> None:
 
 class Identity:
     def __init__(
-        self, db: Database, config: IdentityConfig, throttle: LoginThrottle, locks: Locks
+        self,
+        db: Database,
+        config: IdentityConfig,
+        throttle: LoginThrottle,
+        locks: Locks,
+        notifier: Notifier,
     ) -> None:
         self.db = db
         self.config = config
         self.throttle = throttle
         self.locks = locks
+        self.notifier = notifier
         self._hasher = PasswordHasher(
             time_cost=config.password_time_cost, memory_cost=config.password_memory_kib
         )
@@ -450,6 +460,96 @@ class Identity:
                 raise Conflict("the password changed meanwhile; sign in again")
             await self._set_password(session, user, password_hash)
             return await self._start_session(session, user, secrets.token_hex(16), utcnow())
+
+    # -- links by mail: password reset, email change -------------------------------------
+
+    def _require_mail(self, what: str) -> None:
+        if not self.notifier.enabled:
+            raise Forbidden(
+                f"{what} needs mail, and this server sends none: ask an admin", reason="mail-off"
+            )
+
+    async def _account_token(self, session, user: User, purpose: str, new_email=None) -> str:
+        secret = ACCOUNT_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = utcnow()
+        await store.add(
+            session,
+            store.AccountToken(
+                user_id=user.id,
+                purpose=purpose,
+                token_hash=digest(secret),
+                new_email=new_email,
+                created_at=now,
+                expires_at=now + ACCOUNT_LINK_TTL,
+            ),
+        )
+        return secret
+
+    async def request_password_reset(self, email: str, client_address: str | None) -> None:
+        """Mail a reset link to the account(s) with this address. The answer is the same
+        whether or not one exists."""
+        self._require_mail("Resetting a password")
+        email = validate_email(email)
+        await self.throttle.hit(f"reset:{email.lower()}", client_address)
+        async with self.db.transaction() as session:
+            for user in await store.active_users_with_email(session, email):
+                token = await self._account_token(session, user, "password-reset")
+                mail = link_mail(
+                    "Reset your Holdfast password",
+                    f"Someone asked to reset the password of the Holdfast account {user.username}.",
+                    self.notifier.link("reset-password", token),
+                    "Choose a new password",
+                    "The link works once, for an hour. If you did not ask, ignore this message.",
+                )
+                await self.notifier.queue(session, "password-reset", user.email, mail)
+
+    async def reset_password_with_link(self, token: str, new_password: str) -> None:
+        """Set a new password from a reset link; every session of the account ends."""
+        validate_password(new_password, field="newPassword")
+        password_hash = await self._hash(new_password)
+        async with self.db.transaction() as session:
+            used = await store.use_account_token(
+                session, digest(token), "password-reset", utcnow()
+            )
+            user = None if used is None else await store.get_user(session, used.user_id)
+            if user is None or not user.active:
+                raise BadUserInput("this link is invalid, used or expired", field="token")
+            await self._set_password(session, user, password_hash)
+
+    async def request_email_change(
+        self, actor: User, new_email: str, current_password: str
+    ) -> None:
+        """Mail a confirmation link to the new address; the email changes when it is used."""
+        self._require_mail("Changing an email address")
+        new_email = validate_email(new_email)
+        if not await self._verify(actor.password_hash, current_password):
+            raise BadUserInput("the current password is wrong", field="currentPassword")
+        async with self.db.transaction() as session:
+            token = await self._account_token(session, actor, "email-change", new_email)
+            mail = link_mail(
+                "Confirm your new Holdfast email address",
+                f"The Holdfast account {actor.username} asked to use {new_email} from now on.",
+                self.notifier.link("confirm-email", token),
+                "Confirm this address",
+                "The link works once, for an hour. If you did not ask, ignore this message.",
+            )
+            await self.notifier.queue(session, "email-change", new_email, mail)
+
+    async def confirm_email_change(self, token: str) -> User:
+        async with self.db.transaction() as session:
+            used = await store.use_account_token(session, digest(token), "email-change", utcnow())
+            user = None if used is None else await store.get_user(session, used.user_id)
+            if user is None or not user.active:
+                raise BadUserInput("this link is invalid, used or expired", field="token")
+            old_email, user.email = user.email, used.new_email
+            notice = notice_mail(
+                "Your Holdfast email address changed",
+                f"The Holdfast account {user.username} now uses {used.new_email} instead of "
+                "this address. If you did not ask for this, tell an admin.",
+            )
+            await self.notifier.queue(session, "email-changed", old_email, notice)
+            await session.flush()
+            return user
 
     # -- API tokens ------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ retries with backoff. With no SMTP server configured, messages are kept as `skip
 
 from __future__ import annotations
 
-import html
 import logging
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -24,6 +23,7 @@ from db.identity import get_users
 from db.notify import OutboxMessage
 from domain.jobs import Jobs
 from domain.lock_feed import LockChange
+from domain.mails import Mail, lock_alert
 
 logger = logging.getLogger("holdfast.notify")
 
@@ -41,43 +41,19 @@ class MailConfig:
     public_url: str = "http://127.0.0.1:8000"
 
 
-@dataclass(frozen=True)
-class Mail:
-    subject: str
-    text: str
-    html: str
-
-
-def lock_alert(change: LockChange, project_slug: str, public_url: str) -> Mail | None:
-    """What the holder of a lock is told when someone else acts on it; None: nothing."""
-    event, actor = change.event, change.actor
-    if actor is None or actor.id == change.owner.id:
-        return None
-    board = f"{public_url.rstrip('/')}/?project={project_slug}"
-    if event.kind == "FORCE_RELEASED":
-        subject = f"Your lock on {event.path} was released by {actor.username}"
-        lead = f"{actor.username} force-released your lock on {event.path} in {project_slug}."
-    elif event.kind == "RELEASE_REQUESTED":
-        subject = f"{actor.username} asks you to release {event.path}"
-        lead = f"{actor.username} asks you to release your lock on {event.path} in {project_slug}."
-    else:
-        return None
-    note = f'\n\nTheir message: "{event.message}"' if event.message else ""
-    text = f"{lead}{note}\n\nSee who holds what: {board}\n"
-    quoted = f"<p>Their message: <q>{html.escape(event.message)}</q></p>" if event.message else ""
-    body = (
-        f"<p>{html.escape(lead)}</p>{quoted}"
-        f'<p><a href="{html.escape(board)}">See who holds what</a></p>'
-    )
-    return Mail(subject, text, f"<!doctype html><html><body>{body}</body></html>")
-
-
 class Notifier:
     def __init__(self, db: Database, jobs: Jobs, config: MailConfig) -> None:
         self.db = db
         self.jobs = jobs
         self.config = config
         jobs.handle(SEND_JOB, self._send_job)
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.host is not None
+
+    def link(self, path: str, token: str) -> str:
+        return f"{self.config.public_url.rstrip('/')}/{path}?token={token}"
 
     async def queue(self, session: AsyncSession, kind: str, to: str, mail: Mail) -> OutboxMessage:
         """Write a message in the caller's transaction, and the job that will send it."""

@@ -211,6 +211,36 @@ class IdentityMutation:
             )
         )
 
+    @strawberry.mutation(
+        description="Mails a reset link to the account with this address. The answer is the "
+        "same whether or not there is one."
+    )
+    async def request_password_reset(self, info: Info[Context, None], email: str) -> bool:
+        await _identity(info).request_password_reset(email, info.context.client_address)
+        return True
+
+    @strawberry.mutation(description="Sets a new password from a mailed link; sessions end.")
+    async def reset_password(
+        self, info: Info[Context, None], token: str, new_password: str
+    ) -> bool:
+        await _identity(info).reset_password_with_link(token, new_password)
+        return True
+
+    @strawberry.mutation(
+        description="Mails a confirmation link to the new address; the old one is told once "
+        "the change is confirmed."
+    )
+    async def request_email_change(
+        self, info: Info[Context, None], new_email: str, current_password: str
+    ) -> bool:
+        actor = await info.context.require_viewer()
+        await _identity(info).request_email_change(actor, new_email, current_password)
+        return True
+
+    @strawberry.mutation(description="Uses a mailed link: the account's email changes.")
+    async def confirm_email_change(self, info: Info[Context, None], token: str) -> User:
+        return User.of(await _identity(info).confirm_email_change(token))
+
     @strawberry.mutation
     async def create_user(self, info: Info[Context, None], input: CreateUserInput) -> User:
         actor = await info.context.require_viewer()

@@ -144,6 +144,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
             limits_storage(settings.redis_url, settings.redis_prefix), settings.login_rate_limit
         ),
         locks,
+        notifier,
     )
     created, generated = await identity.ensure_admin(
         settings.admin_username, settings.admin_email, settings.admin_password

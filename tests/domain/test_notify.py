@@ -155,3 +155,115 @@ async def test_no_mail_when_you_act_on_your_own_lock(mail_settings, smtp_server)
         await client.data(ACQUIRE, mira)
         await client.data(FORCE, mira)
     assert await outbox(mail_settings) == []
+
+
+def link_in(message) -> str:
+    import re
+
+    return re.search(r"token=(hfa_[\w-]+)", message.get_body(("plain",)).get_content()).group(1)
+
+
+RESET_REQUEST = "mutation($e: String!) { requestPasswordReset(email: $e) }"
+RESET = "mutation($t: String!, $p: String!) { resetPassword(token: $t, newPassword: $p) }"
+
+
+async def test_password_reset_by_mail(mail_settings, smtp_server):
+    app = create_app(mail_settings)
+    async with app.router.lifespan_context(app):
+        client = Client(app)
+        mira, _ = await holder_and_admin(client)
+        refresh = (
+            await client.data(
+                'mutation($p: String!) { login(username: "mira", password: $p) { refreshToken } }',
+                variables={"p": USER_PASSWORD},
+            )
+        )["login"]["refreshToken"]
+        for email in ["MIRA@studio.example", "nobody@studio.example"]:
+            answer = await client.data(RESET_REQUEST, variables={"e": email})
+            assert answer == {"requestPasswordReset": True}  # the same for unknown addresses
+        await app.state.services.jobs.run_pending()
+        [message] = smtp_server.messages
+        assert message["To"] == "mira@studio.example"
+        assert "https://locks.studio.example/reset-password?token=hfa_" in (
+            message.get_body(("html",)).get_content()
+        )
+        token = link_in(message)
+        body = (
+            await client.http.post(
+                "/graphql", json={"query": RESET, "variables": {"t": token, "p": "short"}}
+            )
+        ).json()
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        await client.data(RESET, variables={"t": token, "p": "brand-new-password"})
+        again = (
+            await client.http.post(
+                "/graphql",
+                json={"query": RESET, "variables": {"t": token, "p": "another-password-1"}},
+            )
+        ).json()
+        assert again["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "token"}
+        assert await client.login("mira", "brand-new-password")
+        refused = (
+            await client.http.post(
+                "/graphql",
+                json={
+                    "query": "mutation($t: String!) { refreshToken(refreshToken: $t) "
+                    "{ accessToken } }",
+                    "variables": {"t": refresh},
+                },
+            )
+        ).json()
+        assert refused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        assert mira
+
+
+async def test_email_change_is_confirmed_from_the_new_address(mail_settings, smtp_server):
+    app = create_app(mail_settings)
+    change = """mutation($e: String!, $p: String!) { requestEmailChange(newEmail: $e,
+        currentPassword: $p) }"""
+    async with app.router.lifespan_context(app):
+        client = Client(app)
+        mira, _ = await holder_and_admin(client)
+        wrong = (
+            await client.http.post(
+                "/graphql",
+                json={
+                    "query": change,
+                    "variables": {"e": "mira@new.example", "p": "wrong-password"},
+                },
+                headers={"Authorization": f"Bearer {mira}"},
+            )
+        ).json()
+        assert wrong["errors"][0]["extensions"]["field"] == "currentPassword"
+        await client.data(change, mira, {"e": "mira@new.example", "p": USER_PASSWORD})
+        await app.state.services.jobs.run_pending()
+        [confirm] = smtp_server.messages
+        assert confirm["To"] == "mira@new.example"
+        me = await client.data("{ me { email } }", mira)
+        assert me == {"me": {"email": "mira@studio.example"}}  # not before it is confirmed
+        confirmed = await client.data(
+            "mutation($t: String!) { confirmEmailChange(token: $t) { username } }",
+            variables={"t": link_in(confirm)},
+        )
+        assert confirmed == {"confirmEmailChange": {"username": "mira"}}
+        await app.state.services.jobs.run_pending()
+        assert (await client.data("{ me { email } }", mira)) == {
+            "me": {"email": "mira@new.example"}
+        }
+    told = smtp_server.messages[1]
+    assert told["To"] == "mira@studio.example"
+    assert "now uses mira@new.example" in told.get_body(("plain",)).get_content()
+
+
+async def test_flows_that_need_mail_say_so_when_it_is_off(settings):
+    app = create_app(settings.replace(run_jobs=False))
+    async with app.router.lifespan_context(app):
+        client = Client(app)
+        body = (
+            await client.http.post(
+                "/graphql", json={"query": RESET_REQUEST, "variables": {"e": "mira@studio.example"}}
+            )
+        ).json()
+    error = body["errors"][0]
+    assert error["extensions"] == {"code": "FORBIDDEN", "reason": "mail-off"}
+    assert "mail" in error["message"]

@@ -1,0 +1,56 @@
+"""The words of every message Holdfast mails: a text part and an HTML part each."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+from domain.lock_feed import LockChange
+
+
+@dataclass(frozen=True)
+class Mail:
+    subject: str
+    text: str
+    html: str
+
+
+def lock_alert(change: LockChange, project_slug: str, public_url: str) -> Mail | None:
+    """What the holder of a lock is told when someone else acts on it; None: nothing."""
+    event, actor = change.event, change.actor
+    if actor is None or actor.id == change.owner.id:
+        return None
+    board = f"{public_url.rstrip('/')}/?project={project_slug}"
+    if event.kind == "FORCE_RELEASED":
+        subject = f"Your lock on {event.path} was released by {actor.username}"
+        lead = f"{actor.username} force-released your lock on {event.path} in {project_slug}."
+    elif event.kind == "RELEASE_REQUESTED":
+        subject = f"{actor.username} asks you to release {event.path}"
+        lead = f"{actor.username} asks you to release your lock on {event.path} in {project_slug}."
+    else:
+        return None
+    note = f'\n\nTheir message: "{event.message}"' if event.message else ""
+    text = f"{lead}{note}\n\nSee who holds what: {board}\n"
+    quoted = f"<p>Their message: <q>{html.escape(event.message)}</q></p>" if event.message else ""
+    body = (
+        f"<p>{html.escape(lead)}</p>{quoted}"
+        f'<p><a href="{html.escape(board)}">See who holds what</a></p>'
+    )
+    return Mail(subject, text, f"<!doctype html><html><body>{body}</body></html>")
+
+
+def link_mail(subject: str, lead: str, link: str, action: str, footer: str) -> Mail:
+    """A message whose point is one link (password reset, email confirmation)."""
+    text = f"{lead}\n\n{action}: {link}\n\n{footer}\n"
+    body = (
+        f"<p>{html.escape(lead)}</p>"
+        f'<p><a href="{html.escape(link)}">{html.escape(action)}</a></p>'
+        f"<p>{html.escape(footer)}</p>"
+    )
+    return Mail(subject, text, f"<!doctype html><html><body>{body}</body></html>")
+
+
+def notice_mail(subject: str, lead: str) -> Mail:
+    return Mail(
+        subject, f"{lead}\n", f"<!doctype html><html><body><p>{html.escape(lead)}</p></body></html>"
+    )
