@@ -42,6 +42,8 @@ class Lock(Base):
     acquired_at: Mapped[datetime]
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
     fencing_token: Mapped[int] = mapped_column(BigInteger)
+    warned_at: Mapped[datetime | None]
+    """When the holder was told the lock is about to expire (cleared by a renewal)."""
 
 
 class LockEvent(Base):
@@ -148,6 +150,17 @@ async def due_locks(
         select(Lock)
         .where(Lock.project_id == project_id, _due(now, acquired_before))
         .order_by(Lock.id)
+    )
+    return list((await session.execute(query)).scalars().all())
+
+
+async def locks_to_warn(session: AsyncSession, now: datetime, until: datetime) -> list[Lock]:
+    """Live locks expiring by `until` whose holder has not been warned yet."""
+    query = (
+        select(Lock)
+        .where(Lock.expires_at > now, Lock.expires_at <= until, Lock.warned_at.is_(None))
+        .order_by(Lock.id)
+        .with_for_update(skip_locked=True)
     )
     return list((await session.execute(query)).scalars().all())
 

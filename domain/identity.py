@@ -508,9 +508,7 @@ class Identity:
         validate_password(new_password, field="newPassword")
         password_hash = await self._hash(new_password)
         async with self.db.transaction() as session:
-            used = await store.use_account_token(
-                session, digest(token), "password-reset", utcnow()
-            )
+            used = await store.use_account_token(session, digest(token), "password-reset", utcnow())
             user = None if used is None else await store.get_user(session, used.user_id)
             if user is None or not user.active:
                 raise BadUserInput("this link is invalid, used or expired", field="token")

@@ -21,12 +21,13 @@ from db import locks as store
 from db import projects as project_store
 from db.base import utcnow
 from db.engine import Database, try_cluster_lock
-from db.identity import User, get_user_by_username, lock_user
+from db.identity import User, get_user_by_username, get_users, lock_user
 from db.locks import Lock, LockEvent
 from db.projects import Project
 from domain.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from domain.identity import Role
 from domain.lock_feed import LockChange, LockFeeds, UserRef, missing_user, user_refs
+from domain.mails import expiry_warning
 from domain.notify import Notifier
 from domain.pagination import Page, decode_cursor, encode_cursor, page_size
 from domain.paths import normalize_path, normalize_prefix, path_key
@@ -330,6 +331,7 @@ class Locks:
                     "give ttlSeconds: this lock has no time limit to extend", field="ttlSeconds"
                 )
             lock.expires_at = now + timedelta(seconds=ttl)
+            lock.warned_at = None
             await session.flush()
             change = self.record(session, project, EventKind.RENEWED, lock, me, me, now)
             return [change], HeldLock(lock, me)
@@ -394,10 +396,15 @@ class Locks:
             )
 
     async def expire_due(
-        self, *, auto_release_after: timedelta | None = None, retention: timedelta | None = None
+        self,
+        *,
+        auto_release_after: timedelta | None = None,
+        retention: timedelta | None = None,
+        warn_before: timedelta | None = None,
     ) -> int:
-        """Release locks past their TTL (and, by policy, those held too long) as EXPIRED, and
-        drop events older than the retention. Runs once per cluster at a time."""
+        """Release locks past their TTL (and, by policy, those held too long) as EXPIRED, warn
+        holders whose locks expire within `warn_before`, and drop events older than the
+        retention. Runs once per cluster at a time."""
         now = utcnow()
         published: list[tuple[int, LockChange]] = []
         async with self.db.transaction() as session:
@@ -417,6 +424,10 @@ class Locks:
                     session, project, due, EventKind.EXPIRED, None, now, why
                 )
                 published += [(project_id, change) for change in released]
+                if self.notifier is not None:
+                    await self.notifier.lock_changes(session, project.slug, released)
+            if warn_before is not None and self.notifier is not None:
+                await self._warn_expiring(session, now, warn_before)
             if retention is not None:
                 purged = await store.purge_events_before(session, now - retention)
                 for project_id, seq in purged.items():
@@ -425,6 +436,21 @@ class Locks:
             await session.flush()
         await self.publish_after_commit(published)
         return len(published)
+
+    async def _warn_expiring(self, session: AsyncSession, now: datetime, before: timedelta):
+        locks = await store.locks_to_warn(session, now, now + before)
+        holders = {
+            user.id: user for user in await get_users(session, {lock.owner_id for lock in locks})
+        }
+        for lock in locks:
+            lock.warned_at = now
+            holder = holders.get(lock.owner_id)
+            if holder is None or not holder.active:
+                continue
+            project = await project_store.get_project(session, lock.project_id)
+            minutes = max(1, round((lock.expires_at - now).total_seconds() / 60))
+            mail = expiry_warning(lock.path, project.slug, minutes, self.notifier.public_url)
+            await self.notifier.queue(session, "lock-expiry-warning", holder.email, mail)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -16,12 +16,16 @@ class Mail:
 
 
 def lock_alert(change: LockChange, project_slug: str, public_url: str) -> Mail | None:
-    """What the holder of a lock is told when someone else acts on it; None: nothing."""
+    """What the holder of a lock is told when someone else (or time) acts on it; None:
+    nothing to tell."""
     event, actor = change.event, change.actor
-    if actor is None or actor.id == change.owner.id:
-        return None
     board = f"{public_url.rstrip('/')}/?project={project_slug}"
-    if event.kind == "FORCE_RELEASED":
+    if event.kind == "EXPIRED":
+        subject = f"Your lock on {event.path} expired"
+        lead = f"Your lock on {event.path} in {project_slug} was released: {event.message}."
+    elif actor is None or actor.id == change.owner.id:
+        return None
+    elif event.kind == "FORCE_RELEASED":
         subject = f"Your lock on {event.path} was released by {actor.username}"
         lead = f"{actor.username} force-released your lock on {event.path} in {project_slug}."
     elif event.kind == "RELEASE_REQUESTED":
@@ -53,4 +57,18 @@ def link_mail(subject: str, lead: str, link: str, action: str, footer: str) -> M
 def notice_mail(subject: str, lead: str) -> Mail:
     return Mail(
         subject, f"{lead}\n", f"<!doctype html><html><body><p>{html.escape(lead)}</p></body></html>"
+    )
+
+
+def expiry_warning(path: str, project_slug: str, minutes: int, public_url: str) -> Mail:
+    board = f"{public_url.rstrip('/')}/?project={project_slug}"
+    lead = (
+        f"Your lock on {path} in {project_slug} expires in about {minutes} minutes. "
+        "Renew it if you still need it."
+    )
+    body = f'<p>{html.escape(lead)}</p><p><a href="{html.escape(board)}">See who holds what</a></p>'
+    return Mail(
+        f"Your lock on {path} expires in {minutes} minutes",
+        f"{lead}\n\nSee who holds what: {board}\n",
+        f"<!doctype html><html><body>{body}</body></html>",
     )

@@ -49,6 +49,10 @@ class Notifier:
         jobs.handle(SEND_JOB, self._send_job)
 
     @property
+    def public_url(self) -> str:
+        return self.config.public_url
+
+    @property
     def enabled(self) -> bool:
         return self.config.host is not None
 

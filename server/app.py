@@ -157,12 +157,14 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         )
     await ensure_project(db, DEFAULT_PROJECT_SLUG, "Default")
     hours = settings.lock_auto_release_hours
+    warning = settings.lock_expiry_warning_minutes
     jobs.every(
         "lock-expiry",
         timedelta(seconds=settings.lock_expiry_interval),
         lambda: locks.expire_due(
             auto_release_after=timedelta(hours=hours) if hours else None,
             retention=timedelta(seconds=settings.event_retention),
+            warn_before=timedelta(minutes=warning) if warning else None,
         ),
     )
     return Services(identity=identity, projects=Projects(db), locks=locks, jobs=jobs)

@@ -252,6 +252,12 @@ SETTINGS: tuple[Setting, ...] = (
         "How often a quiet live feed asks the database for events the bus lost.",
     ),
     Setting(
+        "LOCK_EXPIRY_WARNING_MINUTES",
+        _non_negative_int,
+        10,
+        "Mail holders this many minutes before their lock expires; 0 = never.",
+    ),
+    Setting(
         "SMTP_HOST",
         _optional_text,
         None,
@@ -311,6 +317,7 @@ class Settings:
     lock_expiry_interval: int
     subscriber_queue_size: int
     live_resync_interval: int
+    lock_expiry_warning_minutes: int
     smtp_host: str | None
     smtp_port: int
     smtp_username: str | None

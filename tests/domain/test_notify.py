@@ -267,3 +267,27 @@ async def test_flows_that_need_mail_say_so_when_it_is_off(settings):
     error = body["errors"][0]
     assert error["extensions"] == {"code": "FORBIDDEN", "reason": "mail-off"}
     assert "mail" in error["message"]
+
+
+async def test_holders_are_warned_before_expiry_and_told_after(mail_settings, smtp_server):
+    from datetime import timedelta
+
+    app = create_app(mail_settings)
+    async with app.router.lifespan_context(app):
+        client = Client(app)
+        mira, _ = await holder_and_admin(client)
+        acquire = """mutation($p: String!, $t: Int) { acquireLock(project: "default", path: $p,
+            ttlSeconds: $t) { id } }"""
+        await client.data(acquire, mira, {"p": "Soon.uasset", "t": 300})
+        await client.data(acquire, mira, {"p": "Later.uasset", "t": 7200})
+        await client.data(acquire, mira, {"p": "Gone.uasset", "t": 1})
+        await asyncio.sleep(1.2)
+        locks = app.state.services.locks
+        assert await locks.expire_due(warn_before=timedelta(minutes=10)) == 1
+        assert await locks.expire_due(warn_before=timedelta(minutes=10)) == 0  # warned once
+        await app.state.services.jobs.run_pending()
+    subjects = sorted(message["Subject"] for message in smtp_server.messages)
+    assert subjects == [
+        "Your lock on Gone.uasset expired",
+        "Your lock on Soon.uasset expires in 5 minutes",
+    ]
