@@ -2,11 +2,12 @@
 
 from datetime import datetime
 
-from sqlalchemy import Index, String, Text, update
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base
+from db.identity import User
 
 
 class OutboxMessage(Base):
@@ -51,3 +52,42 @@ async def set_status(
         .where(OutboxMessage.id == message_id)
         .values(status=status, error=error, sent_at=sent_at)
     )
+
+
+class Watch(Base):
+    """A user wants mail when locks change under a path prefix ('' = the whole project)."""
+
+    __tablename__ = "watches"
+    __table_args__ = (
+        UniqueConstraint("user_id", "project_id", "path_prefix"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    path_prefix: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime]
+
+
+async def watches_of_project(session: AsyncSession, project_id: int) -> list[Watch]:
+    query = select(Watch).where(Watch.project_id == project_id)
+    return list((await session.execute(query)).scalars().all())
+
+
+async def watches_of_user(session: AsyncSession, user_id: int) -> list[Watch]:
+    query = select(Watch).where(Watch.user_id == user_id).order_by(Watch.id)
+    return list((await session.execute(query)).scalars().all())
+
+
+async def delete_watch(session: AsyncSession, user_id: int, project_id: int, prefix: str) -> bool:
+    result = await session.execute(
+        delete(Watch).where(
+            Watch.user_id == user_id, Watch.project_id == project_id, Watch.path_prefix == prefix
+        )
+    )
+    return result.rowcount == 1
+
+
+async def active_users(session: AsyncSession) -> list[User]:
+    return list((await session.execute(select(User).where(User.active.is_(True)))).scalars())

@@ -126,7 +126,7 @@ class Locks:
                 raise Conflict(f"the project {project.slug!r} is archived", field="project")
             changes, result = await work(session, project, utcnow())
             if self.notifier is not None:
-                await self.notifier.lock_changes(session, project.slug, changes)
+                await self.notifier.lock_changes(session, project, changes)
         await self.feeds.publish(project.id, changes)
         return project, result
 
@@ -425,7 +425,7 @@ class Locks:
                 )
                 published += [(project_id, change) for change in released]
                 if self.notifier is not None:
-                    await self.notifier.lock_changes(session, project.slug, released)
+                    await self.notifier.lock_changes(session, project, released)
             if warn_before is not None and self.notifier is not None:
                 await self._warn_expiring(session, now, warn_before)
             if retention is not None:

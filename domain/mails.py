@@ -72,3 +72,21 @@ def expiry_warning(path: str, project_slug: str, minutes: int, public_url: str) 
         f"{lead}\n\nSee who holds what: {board}\n",
         f"<!doctype html><html><body>{body}</body></html>",
     )
+
+
+def watch_alert(change: LockChange, project_slug: str, public_url: str) -> Mail:
+    """For someone watching the path: who locked or unlocked it."""
+    event, actor = change.event, change.actor
+    board = f"{public_url.rstrip('/')}/?project={project_slug}"
+    if event.kind == "ACQUIRED":
+        subject = f"{change.owner.username} locked {event.path}"
+    else:
+        subject = f"{event.path} is free again"
+    who = actor.username if actor else "time"
+    lead = f"{subject} in {project_slug} ({event.kind.lower().replace('_', ' ')} by {who})."
+    body = f'<p>{html.escape(lead)}</p><p><a href="{html.escape(board)}">See who holds what</a></p>'
+    return Mail(
+        subject,
+        f"{lead}\n\nSee who holds what: {board}\n",
+        f"<!doctype html><html><body>{body}</body></html>",
+    )

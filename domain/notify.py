@@ -17,13 +17,17 @@ import aiosmtplib
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import notify as store
+from db import projects as project_store
 from db.base import utcnow
 from db.engine import Database
-from db.identity import get_users
-from db.notify import OutboxMessage
+from db.identity import User, get_users
+from db.notify import OutboxMessage, Watch
+from db.projects import Project
 from domain.jobs import Jobs
 from domain.lock_feed import LockChange
-from domain.mails import Mail, lock_alert
+from domain.mails import Mail, lock_alert, watch_alert
+from domain.paths import normalize_prefix, path_key
+from domain.projects import find_project
 
 logger = logging.getLogger("holdfast.notify")
 
@@ -39,6 +43,7 @@ class MailConfig:
     tls: str = "starttls"
     sender: str = "holdfast@localhost"
     public_url: str = "http://127.0.0.1:8000"
+    alert_policy: str = "watchers"
 
 
 class Notifier:
@@ -78,24 +83,89 @@ class Notifier:
         return message
 
     async def lock_changes(
-        self, session: AsyncSession, project_slug: str, changes: list[LockChange]
+        self, session: AsyncSession, project: Project, changes: list[LockChange]
     ) -> None:
-        """Queue the alerts these lock changes call for (to active holders only)."""
+        """Queue the mail these lock changes call for: to the holder when someone else (or
+        time) acted on their lock, and to watchers (per `alert_policy`) of what was locked or
+        released. Only active users get mail."""
         alerts = [
             (change, mail)
             for change in changes
-            if (mail := lock_alert(change, project_slug, self.config.public_url)) is not None
+            if (mail := lock_alert(change, project.slug, self.config.public_url)) is not None
         ]
-        if not alerts:
-            return
-        users = {
-            user.id: user
-            for user in await get_users(session, {change.owner.id for change, _ in alerts})
+        watched = await self._watchers(session, project, changes)
+        ids = {change.owner.id for change, _ in alerts} | {
+            user_id for users in watched.values() for user_id in users
         }
+        users = {user.id: user for user in await get_users(session, ids) if user.active}
         for change, mail in alerts:
-            holder = users.get(change.owner.id)
-            if holder is not None and holder.active:
+            if (holder := users.get(change.owner.id)) is not None:
                 await self.queue(session, f"lock-{change.event.kind.lower()}", holder.email, mail)
+        for change, watcher_ids in watched.items():
+            mail = watch_alert(change, project.slug, self.config.public_url)
+            for user_id in sorted(watcher_ids):
+                if (watcher := users.get(user_id)) is not None:
+                    await self.queue(session, "lock-watch", watcher.email, mail)
+
+    async def _watchers(
+        self, session: AsyncSession, project: Project, changes: list[LockChange]
+    ) -> dict[LockChange, set[int]]:
+        """Who to tell of each lock taken or released, besides the one who did it."""
+        watched_kinds = {"ACQUIRED", "RELEASED", "FORCE_RELEASED", "EXPIRED"}
+        relevant = [change for change in changes if change.event.kind in watched_kinds]
+        if self.config.alert_policy == "none" or not relevant:
+            return {}
+        if self.config.alert_policy == "everyone":
+            everyone = {user.id for user in await store.active_users(session)}
+            candidates = {change: set(everyone) for change in relevant}
+        else:
+            watches = await store.watches_of_project(session, project.id)
+            candidates = {
+                change: {
+                    watch.user_id
+                    for watch in watches
+                    if path_key(change.event.path, project.case_sensitive).startswith(
+                        path_key(watch.path_prefix, project.case_sensitive)
+                    )
+                }
+                for change in relevant
+            }
+        for change, users in candidates.items():
+            users.discard(change.actor.id if change.actor else None)
+        return {change: users for change, users in candidates.items() if users}
+
+    async def watch(self, actor: User, slug: str, raw_prefix: str) -> Watch:
+        prefix = normalize_prefix(raw_prefix)
+        async with self.db.transaction() as session:
+            project = await find_project(session, slug)
+            existing = [
+                watch
+                for watch in await store.watches_of_user(session, actor.id)
+                if watch.project_id == project.id and watch.path_prefix == prefix
+            ]
+            if existing:
+                return existing[0]
+            watch = Watch(
+                user_id=actor.id, project_id=project.id, path_prefix=prefix, created_at=utcnow()
+            )
+            session.add(watch)
+            await session.flush()
+            return watch
+
+    async def unwatch(self, actor: User, slug: str, raw_prefix: str) -> bool:
+        prefix = normalize_prefix(raw_prefix)
+        async with self.db.transaction() as session:
+            project = await find_project(session, slug)
+            return await store.delete_watch(session, actor.id, project.id, prefix)
+
+    async def watches(self, actor: User) -> list[tuple[Watch, Project]]:
+        async with self.db.read() as session:
+            watches = await store.watches_of_user(session, actor.id)
+            projects = {
+                project.id: project
+                for project in await project_store.list_projects(session, include_archived=True)
+            }
+        return [(watch, projects[watch.project_id]) for watch in watches]
 
     async def _send_job(self, payload: dict[str, Any]) -> None:
         message_id = payload["message"]

@@ -13,6 +13,7 @@ from domain.errors import BadUserInput, Unauthenticated
 from domain.identity import Identity, Principal
 from domain.jobs import Jobs
 from domain.locks import Locks
+from domain.notify import Notifier
 from domain.projects import Projects
 
 RECHECK_SECONDS = 1.0
@@ -27,6 +28,7 @@ class Services:
     projects: Projects
     locks: Locks
     jobs: Jobs
+    notifier: Notifier
 
 
 @dataclass

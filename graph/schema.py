@@ -22,6 +22,7 @@ from graph.errors import ErrorCodes, log_unexpected
 from graph.identity import IdentityMutation, IdentityQuery
 from graph.jobs import JobQuery
 from graph.locks import LockMutation, LockQuery, LockSubscription
+from graph.notify import WatchMutation, WatchQuery
 from graph.projects import ProjectMutation, ProjectQuery
 from graph.scalars import SCALARS
 from graph.shared_events import SharedEventExecutionContext
@@ -47,12 +48,12 @@ class DocumentCache(SchemaExtension):
 
 
 @strawberry.type
-class Query(IdentityQuery, ProjectQuery, LockQuery, JobQuery):
+class Query(IdentityQuery, ProjectQuery, LockQuery, JobQuery, WatchQuery):
     pass
 
 
 @strawberry.type
-class Mutation(IdentityMutation, ProjectMutation, LockMutation):
+class Mutation(IdentityMutation, ProjectMutation, LockMutation, WatchMutation):
     pass
 
 

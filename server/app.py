@@ -127,6 +127,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
             tls=settings.smtp_tls,
             sender=settings.mail_from,
             public_url=settings.public_url,
+            alert_policy=settings.lock_alerts,
         ),
     )
     locks = Locks(db, feeds, notifier)
@@ -167,7 +168,9 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
             warn_before=timedelta(minutes=warning) if warning else None,
         ),
     )
-    return Services(identity=identity, projects=Projects(db), locks=locks, jobs=jobs)
+    return Services(
+        identity=identity, projects=Projects(db), locks=locks, jobs=jobs, notifier=notifier
+    )
 
 
 @asynccontextmanager

@@ -258,6 +258,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Mail holders this many minutes before their lock expires; 0 = never.",
     ),
     Setting(
+        "LOCK_ALERTS",
+        _choice("none", "watchers", "everyone"),
+        "watchers",
+        "Who is mailed when a lock is taken or released: nobody, watchers of the path, everyone.",
+    ),
+    Setting(
         "SMTP_HOST",
         _optional_text,
         None,
@@ -318,6 +324,7 @@ class Settings:
     subscriber_queue_size: int
     live_resync_interval: int
     lock_expiry_warning_minutes: int
+    lock_alerts: str
     smtp_host: str | None
     smtp_port: int
     smtp_username: str | None

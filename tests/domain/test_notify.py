@@ -291,3 +291,51 @@ async def test_holders_are_warned_before_expiry_and_told_after(mail_settings, sm
         "Your lock on Gone.uasset expired",
         "Your lock on Soon.uasset expires in 5 minutes",
     ]
+
+
+WATCH = """mutation($p: String!) { watch(project: "default", pathPrefix: $p) {
+    pathPrefix project { slug } } }"""
+
+
+async def test_watchers_are_told_when_a_watched_path_is_locked_or_released(
+    mail_settings, smtp_server
+):
+    app = create_app(mail_settings)
+    async with app.router.lifespan_context(app):
+        client = Client(app)
+        mira, admin = await holder_and_admin(client)
+        watched = await client.data(WATCH, admin, {"p": "content/maps/"})
+        assert watched == {"watch": {"pathPrefix": "content/maps/", "project": {"slug": "default"}}}
+        await client.data(WATCH, admin, {"p": "content/maps/"})  # watching twice is one watch
+        await client.data(WATCH, mira, {"p": ""})
+        mine = await client.data("{ myWatches { pathPrefix } }", admin)
+        assert mine == {"myWatches": [{"pathPrefix": "content/maps/"}]}
+        acquire = 'mutation($p: String!) { acquireLock(project: "default", path: $p) { id } }'
+        release = 'mutation($p: String!) { releaseLock(project: "default", path: $p) { id } }'
+        await client.data(acquire, mira, {"p": "Content/Maps/Arena.umap"})
+        await client.data(acquire, mira, {"p": "Content/Chars/Hero.uasset"})
+        await client.data(release, mira, {"p": "Content/Maps/Arena.umap"})
+        await client.data(acquire, admin, {"p": "Content/Maps/Sky.umap"})  # mira watches all
+        unwatch = 'mutation { unwatch(project: "default", pathPrefix: "content/maps/") }'
+        assert await client.data(unwatch, admin) == {"unwatch": True}
+        assert await client.data(unwatch, admin) == {"unwatch": False}
+        await client.data(acquire, mira, {"p": "Content/Maps/Cave.umap"})
+        await app.state.services.jobs.run_pending()
+    received = sorted((m["To"], m["Subject"]) for m in smtp_server.messages)
+    assert received == [
+        ("admin@example.com", "Content/Maps/Arena.umap is free again"),
+        ("admin@example.com", "mira locked Content/Maps/Arena.umap"),
+        ("mira@studio.example", "admin locked Content/Maps/Sky.umap"),
+    ]
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("none", 0), ("everyone", 1)])
+async def test_the_alert_policy(mail_settings, smtp_server, policy, expected):
+    app = create_app(mail_settings.replace(lock_alerts=policy))
+    async with app.router.lifespan_context(app):
+        client = Client(app)
+        mira, admin = await holder_and_admin(client)
+        await client.data(WATCH, admin, {"p": ""})
+        await client.data(ACQUIRE, mira)
+        await app.state.services.jobs.run_pending()
+    assert [m["To"] for m in smtp_server.messages] == ["admin@example.com"] * expected
