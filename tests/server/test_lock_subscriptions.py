@@ -20,7 +20,14 @@ from sqlalchemy import select
 from db.engine import Database
 from db.locks import Lock, LockEvent
 from db.projects import Project
-from tests.conftest import ADMIN_PASSWORD, ROOT, USER_PASSWORD, start_server, stop_server
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    ROOT,
+    USER_PASSWORD,
+    free_port,
+    start_server,
+    stop_server,
+)
 
 SUBSCRIBE = """subscription($project: String!, $prefix: String, $since: Long) {
     lockEvents(project: $project, pathPrefix: $prefix, since: $since) {
@@ -600,3 +607,43 @@ async def test_a_separate_worker_process_runs_the_jobs(settings, tmp_path):
             worker.terminate()
             assert worker.wait(timeout=10) == 0
         stop_server(running)
+
+
+async def test_mail_outlives_a_crash_between_commit_and_send(settings, smtp_server, tmp_path):
+    """The message and its job commit with the change; a server killed before sending leaves
+    both behind, and the next process to run jobs sends it, once."""
+    unreachable = settings.replace(
+        smtp_host="127.0.0.1", smtp_port=free_port(), smtp_tls="none", run_jobs=False
+    )
+    first = start_server(unreachable, tmp_path / "first.log")
+    api = Api(first.url)
+    await api.login("admin", ADMIN_PASSWORD)
+    await api.data(
+        'mutation { createUser(input: {username: "mira", email: "mira@studio.example", '
+        'password: "user-password-1"}) { id } }'
+    )
+    mira = Api(first.url)
+    await mira.login("mira", USER_PASSWORD)
+    await mira.acquire("Content/Hero.uasset")
+    await api.data(
+        'mutation { requestLockRelease(project: "default", path: "Content/Hero.uasset") { seq } }'
+    )
+    os.kill(first.process.pid, signal.SIGKILL)
+    first.process.wait()
+    await api.close()
+    await mira.close()
+    assert smtp_server.messages == []
+    second = start_server(
+        unreachable.replace(smtp_port=smtp_server.port, run_jobs=True), tmp_path / "second.log"
+    )
+    try:
+        for _ in range(100):
+            if smtp_server.messages:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.5)  # a second pass must not send it again
+    finally:
+        stop_server(second)
+    [message] = smtp_server.messages
+    assert message["To"] == "mira@studio.example"
+    assert message["Subject"] == "admin asks you to release Content/Hero.uasset"
