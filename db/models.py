@@ -1,8 +1,17 @@
 """Every table, so `Base.metadata` is complete for Alembic and tests."""
 
-from db import identity, jobs, locks, notify, projects, server_state
+from db import identity, jobs, locks, notify, projects, server_state, settings
 from db.base import Base
 
 metadata = Base.metadata
 
-__all__ = ["identity", "jobs", "locks", "metadata", "notify", "projects", "server_state"]
+__all__ = [
+    "identity",
+    "jobs",
+    "locks",
+    "metadata",
+    "notify",
+    "projects",
+    "server_state",
+    "settings",
+]

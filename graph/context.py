@@ -15,6 +15,7 @@ from domain.jobs import Jobs
 from domain.locks import Locks
 from domain.notify import Notifier
 from domain.projects import Projects
+from domain.settings import RuntimeSettings
 
 RECHECK_SECONDS = 1.0
 CLOSE_TIMEOUT_SECONDS = 2.0
@@ -29,6 +30,7 @@ class Services:
     locks: Locks
     jobs: Jobs
     notifier: Notifier
+    settings: RuntimeSettings
 
 
 @dataclass

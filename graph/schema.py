@@ -25,6 +25,7 @@ from graph.locks import LockMutation, LockQuery, LockSubscription
 from graph.notify import WatchMutation, WatchQuery
 from graph.projects import ProjectMutation, ProjectQuery
 from graph.scalars import SCALARS
+from graph.settings import SettingsMutation, SettingsQuery
 from graph.shared_events import SharedEventExecutionContext
 
 DOCUMENT_CACHE_SIZE = 1024
@@ -48,12 +49,12 @@ class DocumentCache(SchemaExtension):
 
 
 @strawberry.type
-class Query(IdentityQuery, ProjectQuery, LockQuery, JobQuery, WatchQuery):
+class Query(IdentityQuery, ProjectQuery, LockQuery, JobQuery, WatchQuery, SettingsQuery):
     pass
 
 
 @strawberry.type
-class Mutation(IdentityMutation, ProjectMutation, LockMutation, WatchMutation):
+class Mutation(IdentityMutation, ProjectMutation, LockMutation, WatchMutation, SettingsMutation):
     pass
 
 

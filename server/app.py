@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from domain.locks import Locks
 from domain.notify import MailConfig, Notifier
 from domain.projects import DEFAULT_PROJECT_SLUG, Projects, ensure_project
 from domain.ratelimit import LoginThrottle, limits_storage
+from domain.settings import DEFINITIONS as RUNTIME_SETTINGS
+from domain.settings import RuntimeSettings
 from graph.context import Services
 from graph.schema import Limits, build_schema
 from server.graphql import GraphQLApp
@@ -157,19 +160,51 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
             "Created the admin user %r with the configured password", settings.admin_username
         )
     await ensure_project(db, DEFAULT_PROJECT_SLUG, "Default")
-    hours = settings.lock_auto_release_hours
-    warning = settings.lock_expiry_warning_minutes
-    jobs.every(
-        "lock-expiry",
-        timedelta(seconds=settings.lock_expiry_interval),
-        lambda: locks.expire_due(
-            auto_release_after=timedelta(hours=hours) if hours else None,
-            retention=timedelta(seconds=settings.event_retention),
-            warn_before=timedelta(minutes=warning) if warning else None,
-        ),
+
+    def apply(values: dict) -> None:
+        """Push effective runtime settings into the services that use them."""
+        identity.config = replace(
+            identity.config,
+            access_token_ttl=values["access_token_ttl"],
+            registration_open=values["registration"] == "open",
+        )
+        notifier.config = replace(
+            notifier.config,
+            host=values["smtp_host"],
+            port=values["smtp_port"],
+            username=values["smtp_username"],
+            password=values["smtp_password"],
+            tls=values["smtp_tls"],
+            sender=values["mail_from"] or settings.mail_from,
+            alert_policy=values["lock_alerts"],
+        )
+
+    runtime = RuntimeSettings(
+        db,
+        bus,
+        start_up={name: getattr(settings, name) for name in RUNTIME_SETTINGS},
+        pinned=frozenset(name.lower() for name in settings.pinned) & set(RUNTIME_SETTINGS),
+        apply=apply,
     )
+    await runtime.start()
+
+    def expire_due():
+        hours = runtime.values["lock_auto_release_hours"]
+        warning = runtime.values["lock_expiry_warning_minutes"]
+        return locks.expire_due(
+            auto_release_after=timedelta(hours=hours) if hours else None,
+            retention=timedelta(seconds=runtime.values["event_retention"]),
+            warn_before=timedelta(minutes=warning) if warning else None,
+        )
+
+    jobs.every("lock-expiry", timedelta(seconds=settings.lock_expiry_interval), expire_due)
     return Services(
-        identity=identity, projects=Projects(db), locks=locks, jobs=jobs, notifier=notifier
+        identity=identity,
+        projects=Projects(db),
+        locks=locks,
+        jobs=jobs,
+        notifier=notifier,
+        settings=runtime,
     )
 
 
@@ -196,6 +231,7 @@ async def running_services(
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
         if services is not None:
+            await services.settings.stop()
             await services.locks.feeds.close()
         await bus.disconnect()
         await db.dispose()

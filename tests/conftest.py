@@ -9,12 +9,14 @@ its own Redis key prefix.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -207,18 +209,31 @@ def free_port() -> int:
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
-    """The `HOLDFAST_*` variables that make a server process use these settings."""
+    """The environment that makes a server process use these settings.
+
+    Settings admins may change at run time go through a config file, since the environment
+    would pin them; the rest are `HOLDFAST_*` variables.
+    """
+    from domain.settings import DEFINITIONS as RUNTIME_SETTINGS
+
     env = {key: value for key, value in os.environ.items() if not key.startswith("HOLDFAST_")}
-    env["HOLDFAST_CONFIG"] = os.devnull
+    lines = []
     for setting in SETTINGS:
         value = getattr(settings, setting.name.lower())
         if value is None:
+            continue
+        if setting.name.lower() in RUNTIME_SETTINGS:
+            lines.append(f"{setting.name.lower()} = {json.dumps(value)}")
             continue
         if isinstance(value, bool):
             value = str(value).lower()
         elif isinstance(value, tuple):
             value = ",".join(value)
         env[f"HOLDFAST_{setting.name}"] = str(value)
+    handle, path = tempfile.mkstemp(prefix="holdfast-", suffix=".toml")
+    with os.fdopen(handle, "w") as config:
+        config.write("\n".join(lines) + "\n")
+    env["HOLDFAST_CONFIG"] = path
     return env
 
 

@@ -647,3 +647,20 @@ async def test_mail_outlives_a_crash_between_commit_and_send(settings, smtp_serv
     [message] = smtp_server.messages
     assert message["To"] == "mira@studio.example"
     assert message["Subject"] == "admin asks you to release Content/Hero.uasset"
+
+
+async def test_a_settings_change_reaches_the_other_replica_within_a_second(replicas):
+    a, b = replicas
+    on_a, on_b = Api(a.url), Api(b.url)
+    await on_a.login("admin", ADMIN_PASSWORD)
+    register = """mutation { register(input: {username: "newbie", email: "n@example.com",
+        password: "password-1"}) { user { username } } }"""
+    refused = await on_b.post(register)
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    await on_a.data(
+        'mutation { updateRuntimeSettings(input: {registration: "open"}) { registration } }'
+    )
+    await asyncio.sleep(1.0)
+    assert (await on_b.data(register))["register"]["user"]["username"] == "newbie"
+    await on_a.close()
+    await on_b.close()
