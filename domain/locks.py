@@ -100,6 +100,8 @@ class Locks:
         self.db = db
         self.feeds = feeds
         self.notifier = notifier
+        self.force_release_by_anyone = False
+        """Cluster-wide runtime setting; a project may also allow it on its own."""
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -308,10 +310,11 @@ class Locks:
 
         return await self._write(slug, work, actor=actor, writable=False)
 
-    @staticmethod
-    def _may_force(actor: User, project: Project) -> bool:
+    def _may_force(self, actor: User, project: Project) -> bool:
         return (
-            actor.role == Role.ADMIN or project.force_release_policy == ForceReleasePolicy.EVERYONE
+            actor.role == Role.ADMIN
+            or self.force_release_by_anyone
+            or project.force_release_policy == ForceReleasePolicy.EVERYONE
         )
 
     async def renew(

@@ -32,6 +32,7 @@ from domain.projects import find_project
 logger = logging.getLogger("holdfast.notify")
 
 SEND_JOB = "send-mail"
+SEND_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,9 @@ class Notifier:
         session.add(message)
         await session.flush()
         if self.config.host:
-            await self.jobs.enqueue(SEND_JOB, {"message": message.id}, session=session)
+            await self.jobs.enqueue(
+                SEND_JOB, {"message": message.id}, session=session, max_attempts=SEND_ATTEMPTS
+            )
         return message
 
     async def lock_changes(
@@ -176,9 +179,13 @@ class Notifier:
         try:
             await self._deliver(message)
         except (aiosmtplib.SMTPException, OSError) as error:
+            given_up = message.attempts >= SEND_ATTEMPTS
             async with self.db.transaction() as session:
                 await store.set_status(
-                    session, message_id, "pending", error=f"{type(error).__name__}: {error}"
+                    session,
+                    message_id,
+                    "failed" if given_up else "pending",
+                    error=f"{type(error).__name__}: {error}",
                 )
             raise
         async with self.db.transaction() as session:

@@ -77,6 +77,7 @@ DEFINITIONS: dict[str, Callable[[Any], Any]] = {
     "smtp_tls": _one_of("none", "starttls", "tls"),
     "mail_from": _text(254, r"^[^@\s]+@[^@\s]+$"),
     "lock_alerts": _one_of("none", "watchers", "everyone"),
+    "force_release_policy": _one_of("admins", "everyone"),
     "event_retention": _int_between(3600, 10 * 365 * 86400),
 }
 

@@ -34,6 +34,7 @@ class RuntimeSettings:
     smtp_tls: str
     mail_from: str | None
     lock_alerts: str
+    force_release_policy: str
     event_retention: int = strawberry.field(description="Seconds.")
     pinned: list[str]
     stored: list[str]
@@ -63,6 +64,7 @@ class RuntimeSettingsInput:
     smtp_tls: str | None = strawberry.UNSET
     mail_from: str | None = strawberry.UNSET
     lock_alerts: str | None = strawberry.UNSET
+    force_release_policy: str | None = strawberry.UNSET
     event_retention: int | None = strawberry.UNSET
 
     def given(self) -> dict[str, Any]:

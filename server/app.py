@@ -178,6 +178,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
             sender=values["mail_from"] or settings.mail_from,
             alert_policy=values["lock_alerts"],
         )
+        locks.force_release_by_anyone = values["force_release_policy"] == "everyone"
 
     runtime = RuntimeSettings(
         db,

@@ -264,6 +264,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Who is mailed when a lock is taken or released: nobody, watchers of the path, everyone.",
     ),
     Setting(
+        "FORCE_RELEASE_POLICY",
+        _choice("admins", "everyone"),
+        "admins",
+        "Who may force-release another's lock in every project (a project may allow everyone).",
+    ),
+    Setting(
         "SMTP_HOST",
         _optional_text,
         None,
@@ -325,6 +331,7 @@ class Settings:
     live_resync_interval: int
     lock_expiry_warning_minutes: int
     lock_alerts: str
+    force_release_policy: str
     smtp_host: str | None
     smtp_port: int
     smtp_username: str | None

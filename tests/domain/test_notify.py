@@ -339,3 +339,25 @@ async def test_the_alert_policy(mail_settings, smtp_server, policy, expected):
         await client.data(ACQUIRE, mira)
         await app.state.services.jobs.run_pending()
     assert [m["To"] for m in smtp_server.messages] == ["admin@example.com"] * expected
+
+
+async def test_a_message_is_marked_failed_when_its_attempts_run_out(mail_settings, smtp_server):
+    from sqlalchemy import update
+
+    from db.base import utcnow
+    from db.jobs import Job
+    from domain.notify import SEND_ATTEMPTS
+
+    down = mail_settings.replace(smtp_port=free_port())
+    app = create_app(down)
+    async with app.router.lifespan_context(app):
+        client = Client(app)
+        mira, admin = await holder_and_admin(client)
+        await client.data(ACQUIRE, mira)
+        await client.data(REQUEST, admin)
+        for _ in range(SEND_ATTEMPTS):
+            async with app.state.db.transaction() as session:
+                await session.execute(update(Job).values(run_after=utcnow()))
+            await app.state.services.jobs.run_pending()
+    [message] = await outbox(down)
+    assert (message.status, message.attempts) == ("failed", SEND_ATTEMPTS)

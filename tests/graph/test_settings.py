@@ -118,3 +118,17 @@ async def test_settings_pinned_by_the_environment_cannot_be_changed(settings):
     error = refused["errors"][0]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert "HOLDFAST_REGISTRATION" in error["message"]
+
+
+async def test_force_release_by_anyone_is_a_cluster_setting(api, admin):
+    await api.create_user("mira")
+    await api.create_user("noor")
+    mira = (await api.login("mira", USER_PASSWORD))["accessToken"]
+    noor = (await api.login("noor", USER_PASSWORD))["accessToken"]
+    await api.data(
+        'mutation { acquireLock(project: "default", path: "A.uasset") { id } }', token=mira
+    )
+    force = 'mutation { releaseLock(project: "default", path: "A.uasset", force: true) { id } }'
+    assert (await api.error(force, token=noor))[0] == "FORBIDDEN"
+    await api.data(UPDATE, {"input": {"forceReleasePolicy": "everyone"}})
+    assert (await api.data(force, token=noor))["releaseLock"]["id"]
