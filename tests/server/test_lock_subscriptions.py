@@ -664,3 +664,45 @@ async def test_a_settings_change_reaches_the_other_replica_within_a_second(repli
     assert (await on_b.data(register))["register"]["user"]["username"] == "newbie"
     await on_a.close()
     await on_b.close()
+
+
+async def test_two_replicas_running_jobs_send_each_message_once(
+    settings, shared_redis_url, smtp_server, tmp_path
+):
+    mailing = settings.replace(
+        redis_url=shared_redis_url,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_server.port,
+        smtp_tls="none",
+    )
+    servers = [start_server(mailing, tmp_path / f"{name}.log") for name in "ab"]
+    try:
+        admin = Api(servers[0].url)
+        await admin.login("admin", ADMIN_PASSWORD)
+        await admin.data(
+            'mutation { createUser(input: {username: "mira", email: "mira@studio.example", '
+            'password: "user-password-1"}) { id } }'
+        )
+        mira = Api(servers[1].url)
+        await mira.login("mira", USER_PASSWORD)
+        await mira.acquire("Content/Hero.uasset")
+        for index in range(10):
+            await admin.data(
+                'mutation($m: String!) { requestLockRelease(project: "default", '
+                'path: "Content/Hero.uasset", message: $m) { seq } }',
+                {"m": f"request {index}"},
+            )
+        for _ in range(150):
+            if len(smtp_server.messages) >= 10:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(2)  # both replicas keep polling: nothing more may arrive
+        runs = (await admin.data("{ jobRuns(first: 100) { kind worker } }"))["jobRuns"]
+        await admin.close()
+        await mira.close()
+    finally:
+        for running in servers:
+            stop_server(running)
+    bodies = sorted(m.get_body(("plain",)).get_content() for m in smtp_server.messages)
+    assert len(bodies) == 10 and len(set(bodies)) == 10
+    assert len([run for run in runs if run["kind"] == "send-mail"]) == 10
