@@ -293,13 +293,11 @@ def server(settings, tmp_path) -> Iterator[ServerProcess]:
     stop_server(running)
 
 
-@pytest.fixture
-def private_redis(tmp_path):
-    """A Redis server of this test's own, so the test may kill it."""
+def start_redis(port: int, directory) -> subprocess.Popen:
+    """A redis-server of a test's own, keeping nothing on disk."""
     binary = shutil.which("redis-server")
     assert binary, "redis-server is needed for this test (Debian package redis-server)"
-    port = free_port()
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [
             binary,
             "--port",
@@ -311,11 +309,18 @@ def private_redis(tmp_path):
             "--appendonly",
             "no",
             "--dir",
-            str(tmp_path),
+            str(directory),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis server of this test's own, so the test may kill it."""
+    port = free_port()
+    process = start_redis(port, tmp_path)
     client = redis.Redis(port=port)
     deadline = time.monotonic() + 10
     while True:

@@ -7,11 +7,9 @@ every message): with it, the test times out instead of passing.
 
 import asyncio
 import secrets
-import shutil
-import subprocess
 
 from domain.bus import EventBus
-from tests.conftest import TEST_REDIS_URL, free_port
+from tests.conftest import TEST_REDIS_URL, free_port, start_redis
 
 
 async def test_a_published_message_reaches_every_subscriber():
@@ -37,28 +35,6 @@ async def test_a_published_message_reaches_every_subscriber():
         await publisher.disconnect()
         if subscriber_bus is not publisher:
             await subscriber_bus.disconnect()
-
-
-def start_redis(port: int, directory) -> subprocess.Popen:
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is needed for this test (Debian package redis-server)"
-    return subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 async def test_the_bus_comes_back_after_redis_restarts(tmp_path):
