@@ -74,18 +74,30 @@ async def claim_schedule(
     return result.rowcount == 1
 
 
+async def schedule_due_at(session: AsyncSession, name: str) -> datetime | None:
+    query = select(JobSchedule.next_run_at).where(JobSchedule.name == name)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+def _due(kinds: list[str], now: datetime):
+    """Jobs of these kinds that are queued and due, or running on a worker whose lease ran
+    out (it crashed)."""
+    return Job.kind.in_(kinds) & or_(
+        (Job.status == "queued") & (Job.run_after <= now),
+        (Job.status == "running") & (Job.lease_until <= now),
+    )
+
+
+async def any_job_due(session: AsyncSession, kinds: list[str], now: datetime) -> bool:
+    query = select(Job.id).where(_due(kinds, now)).limit(1)
+    return (await session.execute(query)).first() is not None
+
+
 async def claim_job(session: AsyncSession, kinds: list[str], now: datetime) -> Job | None:
-    """The oldest due job of these kinds: queued, or running on a worker whose lease ran out
-    (it crashed). Other workers skip rows locked here (PostgreSQL)."""
+    """The oldest due job; other workers skip rows locked here (PostgreSQL)."""
     query = (
         select(Job)
-        .where(
-            Job.kind.in_(kinds),
-            or_(
-                (Job.status == "queued") & (Job.run_after <= now),
-                (Job.status == "running") & (Job.lease_until <= now),
-            ),
-        )
+        .where(_due(kinds, now))
         .order_by(Job.id)
         .limit(1)
         .with_for_update(skip_locked=True)

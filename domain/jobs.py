@@ -49,6 +49,8 @@ class Periodic:
     name: str
     interval: timedelta
     run: Callable[[], Awaitable[Any]]
+    due_at: datetime | None = None
+    """When the next round is due, as last seen: until then no write transaction is tried."""
 
 
 class Jobs:
@@ -147,9 +149,19 @@ class Jobs:
 
     async def _run_periodic(self, periodic: Periodic) -> bool:
         now = utcnow()
+        if periodic.due_at is not None and now < periodic.due_at:
+            return False
         async with self.db.transaction() as session:
-            if not await store.claim_schedule(session, periodic.name, now, now + periodic.interval):
-                return False
+            claimed = await store.claim_schedule(
+                session, periodic.name, now, now + periodic.interval
+            )
+            periodic.due_at = (
+                now + periodic.interval
+                if claimed
+                else await store.schedule_due_at(session, periodic.name)
+            )
+        if not claimed:
+            return False
         error = None
         try:
             await periodic.run()
@@ -163,6 +175,9 @@ class Jobs:
         if not self._handlers:
             return False
         now = utcnow()
+        async with self.db.read() as session:
+            if not await store.any_job_due(session, list(self._handlers), now):
+                return False
         async with self.db.transaction() as session:
             job = await store.claim_job(session, list(self._handlers), now)
             if job is None:
