@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+GIFTLESS := .venv-giftless
+GIFTLESS_STAMP := $(GIFTLESS)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -19,10 +21,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The tests' real Git LFS object server, in a venv of its own (its pins conflict with ours).
+$(GIFTLESS_STAMP): tests/peers/giftless.txt
+	@test -x $(GIFTLESS)/bin/python || $(PYTHON) -m venv $(GIFTLESS)
+	$(GIFTLESS)/bin/python -m pip install --quiet --no-deps -r tests/peers/giftless.txt
+	@touch $(GIFTLESS_STAMP)
+
 run: install
 	$(BIN)/holdfast serve --host $(HOST) --port $(PORT)
 
-test: install
+test: install $(GIFTLESS_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
@@ -40,4 +48,4 @@ schema: install
 	$(BIN)/holdfast export-schema --output schema.graphql
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(GIFTLESS) .pytest_cache .ruff_cache *.egg-info

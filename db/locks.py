@@ -84,6 +84,11 @@ async def locks_on_keys(session: AsyncSession, project_id: int, keys: list[str])
     return list((await session.execute(query)).scalars().all())
 
 
+async def get_lock(session: AsyncSession, project_id: int, lock_id: int) -> Lock | None:
+    query = select(Lock).where(Lock.project_id == project_id, Lock.id == lock_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 async def find_locks(
     session: AsyncSession,
     project_id: int,

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, String, select
+from sqlalchemy import BigInteger, String, Text, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,6 +25,10 @@ class Project(Base):
     last_fencing_token: Mapped[int] = mapped_column(BigInteger, default=0)
     purged_through_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     """Events with seq at or below this were removed by the retention job."""
+    lfs_upstream_url: Mapped[str | None] = mapped_column(String(2000))
+    """The Git LFS server object transfers are forwarded to (`…/info/lfs`)."""
+    lfs_upstream_authorization: Mapped[str | None] = mapped_column(Text)
+    """The `Authorization` header sent upstream: a secret, never shown back."""
 
 
 async def get_project_by_slug(

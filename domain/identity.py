@@ -230,6 +230,28 @@ class Identity:
             raise Unauthenticated("the access token has been revoked")
         return Principal(user, datetime.fromtimestamp(claims["exp"], UTC))
 
+    async def authenticate_basic(
+        self, username: str, secret: str, client_address: str | None
+    ) -> Principal:
+        """HTTP Basic (Git LFS): a username with one of their API tokens, or their password.
+
+        Clients send Basic credentials with every request, so only failures count against the
+        login rate limit; a password costs a full hash check each time (API tokens do not).
+        """
+        if secret.startswith(API_TOKEN_PREFIX):
+            principal = await self.authenticate(secret)
+            if principal.user.username.lower() != username.lower():
+                raise Unauthenticated("the API token belongs to another user")
+            return principal
+        await self.throttle.check(username, client_address)
+        async with self.db.read() as session:
+            found = await store.get_user_by_username(session, username)
+        valid = await self._verify(found.password_hash if found else self._dummy_hash, secret)
+        if found is None or not valid or not found.active:
+            await self.throttle.hit(username, client_address)
+            raise Unauthenticated(LOGIN_FAILED)
+        return Principal(found, None)
+
     async def login(self, username: str, password: str, client_address: str | None) -> Session:
         await self.throttle.hit(username, client_address)
         async with self.db.read() as session:

@@ -264,35 +264,62 @@ class Locks:
     ) -> tuple[Project, list[HeldLock]]:
         """Release every path or none: each must be locked, and the actor's unless forced."""
         paths = _paths(raw_paths)
-        me = UserRef.of(actor)
 
         async def work(session, project, now):
             keys, found = await _locks_by_key(session, project, paths)
             missing = [path for key, path in keys.items() if key not in found]
             if missing:
                 raise NotFound(f"not locked: {', '.join(missing)}", paths=missing)
-            others = [lock for lock in found.values() if lock.owner_id != actor.id]
-            if others and not force:
-                raise Forbidden(
-                    "locked by someone else: "
-                    + ", ".join(lock.path for lock in others)
-                    + " (an admin may release them with force)",
-                    paths=[lock.path for lock in others],
-                )
-            if others and not self._may_force(actor, project):
-                raise Forbidden("only an admin may force-release another's lock")
-            changes = []
-            for key in keys:
-                mine = found[key].owner_id == actor.id
-                kind = EventKind.RELEASED if mine else EventKind.FORCE_RELEASED
-                changes += await self._release(session, project, [found[key]], kind, me, now)
-            released = [
-                HeldLock(found[key], change.owner)
-                for key, change in zip(keys, changes, strict=True)
-            ]
-            return changes, released
+            return await self._release_held(
+                session, project, [found[key] for key in keys], actor, force, now
+            )
 
         return await self._write(slug, work, actor=actor, writable=False)
+
+    async def release_by_id(
+        self, actor: User, slug: str, lock_id: int, *, force: bool = False
+    ) -> tuple[Project, HeldLock]:
+        """Release the lock with this id (Git LFS unlocks by id): the one that was listed,
+        never a later lock on the same path."""
+
+        async def work(session, project, now):
+            lock = await store.get_lock(session, project.id, lock_id)
+            if lock is None:
+                raise NotFound(f"no lock with id {lock_id}", field="id")
+            changes, [held] = await self._release_held(session, project, [lock], actor, force, now)
+            return changes, held
+
+        return await self._write(slug, work, actor=actor, writable=False)
+
+    async def _release_held(
+        self,
+        session: AsyncSession,
+        project: Project,
+        locks: list[Lock],
+        actor: User,
+        force: bool,
+        now: datetime,
+    ) -> tuple[list[LockChange], list[HeldLock]]:
+        """Release these locks: the actor's own, or others' when forced and allowed."""
+        others = [lock for lock in locks if lock.owner_id != actor.id]
+        if others and not force:
+            raise Forbidden(
+                "locked by someone else: "
+                + ", ".join(lock.path for lock in others)
+                + " (an admin may release them with force)",
+                paths=[lock.path for lock in others],
+            )
+        if others and not self._may_force(actor, project):
+            raise Forbidden("only an admin may force-release another's lock")
+        me = UserRef.of(actor)
+        changes = []
+        for lock in locks:
+            kind = EventKind.RELEASED if lock.owner_id == actor.id else EventKind.FORCE_RELEASED
+            changes += await self._release(session, project, [lock], kind, me, now)
+        released = [
+            HeldLock(lock, change.owner) for lock, change in zip(locks, changes, strict=True)
+        ]
+        return changes, released
 
     async def release_branch(
         self, actor: User, slug: str, branch: str
@@ -463,6 +490,17 @@ class Locks:
             HeldLock(lock, owners.get(lock.owner_id) or missing_user(lock.owner_id))
             for lock in locks
         ]
+
+    async def get(self, slug: str, lock_id: int) -> tuple[Project, HeldLock | None]:
+        """The live lock with this id in the project, or None."""
+        now = utcnow()
+        async with self.db.read() as session:
+            project = await find_project(session, slug)
+            lock = await store.get_lock(session, project.id, lock_id)
+            if lock is None or (lock.expires_at is not None and lock.expires_at <= now):
+                return project, None
+            [held] = await self._held(session, [lock])
+        return project, held
 
     async def status(
         self, slug: str, raw_paths: list[str]

@@ -2,6 +2,7 @@
 
 import re
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from db import projects as store
 from db.base import utcnow
@@ -15,6 +16,8 @@ DEFAULT_PROJECT_SLUG = "default"
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MAX_NAME_LENGTH = 200
 MAX_TTL_SECONDS = 365 * 86400
+MAX_UPSTREAM_URL_LENGTH = 2000
+MAX_UPSTREAM_AUTHORIZATION_LENGTH = 4096
 
 
 class ForceReleasePolicy(StrEnum):
@@ -41,6 +44,39 @@ def validate_ttl(seconds: int | None, field: str = "ttlSeconds") -> int | None:
     if seconds is not None and not 1 <= seconds <= MAX_TTL_SECONDS:
         raise BadUserInput(f"{field} must be between 1 and {MAX_TTL_SECONDS}", field=field)
     return seconds
+
+
+def validate_lfs_upstream_url(url: str) -> str:
+    """An http(s) URL without credentials in it (those go in the authorization field)."""
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if (
+        len(url) > MAX_UPSTREAM_URL_LENGTH
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+    ):
+        raise BadUserInput(
+            "lfsUpstreamUrl must be an http(s) URL of a Git LFS server, without a query",
+            field="lfsUpstreamUrl",
+        )
+    if parts.username is not None or parts.password is not None:
+        raise BadUserInput(
+            "put the upstream's credentials in lfsUpstreamAuthorization, not in the URL",
+            field="lfsUpstreamUrl",
+        )
+    return url
+
+
+def validate_lfs_upstream_authorization(value: str) -> str:
+    value = value.strip()
+    if not value or len(value) > MAX_UPSTREAM_AUTHORIZATION_LENGTH or not value.isprintable():
+        raise BadUserInput(
+            "lfsUpstreamAuthorization must be one header value, e.g. 'Bearer <token>'",
+            field="lfsUpstreamAuthorization",
+        )
+    return value
 
 
 async def ensure_project(db: Database, slug: str, name: str) -> Project:
@@ -112,7 +148,10 @@ class Projects:
         clear_default_ttl: bool = False,
         force_release_policy: ForceReleasePolicy | None = None,
         archived: bool | None = None,
+        lfs_upstream_url: str | None = None,
+        lfs_upstream_authorization: str | None = None,
     ) -> Project:
+        """Only what is given changes; an empty `lfs_upstream_url` or authorization clears it."""
         require_admin(actor)
         async with self.db.transaction() as session:
             project = await find_project(session, slug, for_update=True)
@@ -126,5 +165,15 @@ class Projects:
                 project.force_release_policy = force_release_policy.value
             if archived is not None:
                 project.archived_at = (project.archived_at or utcnow()) if archived else None
+            if lfs_upstream_url is not None:
+                project.lfs_upstream_url = (
+                    validate_lfs_upstream_url(lfs_upstream_url) if lfs_upstream_url else None
+                )
+            if lfs_upstream_authorization is not None:
+                project.lfs_upstream_authorization = (
+                    validate_lfs_upstream_authorization(lfs_upstream_authorization)
+                    if lfs_upstream_authorization
+                    else None
+                )
             await session.flush()
             return project

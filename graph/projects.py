@@ -29,6 +29,12 @@ class Project:
     last_seq: Long = strawberry.field(
         description="The seq of the project's newest lock event (when this was read)."
     )
+    lfs_upstream_url: str | None = strawberry.field(
+        description="The Git LFS server that object transfers sent to /lfs/{slug} go to."
+    )
+    has_lfs_upstream_authorization: bool = strawberry.field(
+        description="Whether an Authorization for the LFS upstream is set (it is never shown)."
+    )
 
     @classmethod
     def of(cls, project: models.Project) -> Project:
@@ -41,6 +47,8 @@ class Project:
             default_ttl_seconds=project.default_ttl_seconds,
             force_release_policy=ForceReleasePolicy(project.force_release_policy),
             last_seq=project.last_seq,
+            lfs_upstream_url=project.lfs_upstream_url,
+            has_lfs_upstream_authorization=bool(project.lfs_upstream_authorization),
         )
 
 
@@ -53,16 +61,34 @@ class CreateProjectInput:
     force_release_policy: ForceReleasePolicy | None = ForceReleasePolicy.ADMINS
 
 
-@strawberry.input(description="Only the fields given change; defaultTtlSeconds: null clears it.")
+@strawberry.input(
+    description="Only the fields given change; null clears defaultTtlSeconds and the LFS upstream."
+)
 class UpdateProjectInput:
     name: str | None = strawberry.UNSET
     default_ttl_seconds: int | None = strawberry.UNSET
     force_release_policy: ForceReleasePolicy | None = strawberry.UNSET
     archived: bool | None = strawberry.UNSET
+    lfs_upstream_url: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Where /lfs/{slug}/objects/batch is forwarded, e.g. "
+        "https://lfs.example.com/org/repo.git/info/lfs",
+    )
+    lfs_upstream_authorization: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="The Authorization header value sent upstream; write-only.",
+    )
 
 
 def _given(value):
     return None if value is strawberry.UNSET else value
+
+
+def _cleared(value):
+    """UNSET leaves a field alone (None); null clears it ("")."""
+    if value is strawberry.UNSET:
+        return None
+    return "" if value is None else value
 
 
 @strawberry.type
@@ -99,7 +125,7 @@ class ProjectMutation:
         )
         return Project.of(project)
 
-    @strawberry.mutation(description="Admins only: rename, set the default TTL, archive.")
+    @strawberry.mutation(description="Admins only: rename, default TTL, LFS upstream, archive.")
     async def update_project(
         self, info: Info[Context, None], slug: str, input: UpdateProjectInput
     ) -> Project:
@@ -112,5 +138,7 @@ class ProjectMutation:
             clear_default_ttl=input.default_ttl_seconds is None,
             force_release_policy=_given(input.force_release_policy),
             archived=_given(input.archived),
+            lfs_upstream_url=_cleared(input.lfs_upstream_url),
+            lfs_upstream_authorization=_cleared(input.lfs_upstream_authorization),
         )
         return Project.of(project)

@@ -35,6 +35,7 @@ from graph.context import Services
 from graph.schema import Limits, build_schema
 from server.graphql import GraphQLApp
 from server.health import healthz, readyz
+from server.lfs import GitLfs
 from server.settings import Settings, load_settings
 
 logger = logging.getLogger("holdfast")
@@ -249,10 +250,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
     )
     graphql = GraphQLApp(schema, services=None, allowed_origins=settings.cors_origins)
+    lfs = GitLfs()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with running_services(settings, run_jobs=settings.run_jobs) as (db, bus, services):
+        async with (
+            running_services(settings, run_jobs=settings.run_jobs) as (db, bus, services),
+            lfs.running(services),
+        ):
             graphql.services = services
             app.state.db, app.state.bus, app.state.services = db, bus, services
             yield
@@ -275,6 +280,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/readyz", readyz),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            *lfs.routes(),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         middleware=middleware,
