@@ -6,6 +6,7 @@ sees every lock change live."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -269,3 +270,33 @@ async def test_the_stock_git_lfs_client_against_holdfast(server, giftless, tmp_p
         assert events.seqs == list(range(seen[0]["seq"], seen[0]["seq"] + 4))
     await admin.close()
     await subscriber.close()
+
+
+async def test_batch_requests_are_forwarded_with_holdfasts_credentials_only(api, admin, giftless):
+    """The client's own credentials never reach the upstream; a refusal or an unreachable
+    upstream is a 502 that names neither the secret nor the upstream's answer."""
+    batch = {"operation": "upload", "transfers": ["basic"], "objects": []}
+    basic = {
+        "Authorization": "Basic " + base64.b64encode(b"admin:" + ADMIN_PASSWORD.encode()).decode()
+    }
+    update = """mutation($input: UpdateProjectInput!) {
+        updateProject(slug: "default", input: $input) { slug } }"""
+
+    await api.data(update, {"input": {"lfsUpstreamUrl": giftless.url}})
+    refused = await api.http.post("/lfs/default/objects/batch", json=batch, headers=basic)
+    assert refused.status_code == 502
+    assert "refused" in refused.json()["message"]
+
+    await api.data(update, {"input": {"lfsUpstreamAuthorization": f"Bearer {giftless.token}"}})
+    oid = "0" * 64
+    batch["objects"] = [{"oid": oid, "size": 3}]
+    answer = await api.http.post("/lfs/default/objects/batch", json=batch, headers=basic)
+    assert answer.status_code == 200
+    [wanted] = answer.json()["objects"]
+    assert wanted["oid"] == oid
+    assert wanted["actions"]["upload"]["href"].startswith(giftless.url.split("/studio")[0])
+
+    await api.data(update, {"input": {"lfsUpstreamUrl": f"http://127.0.0.1:{free_port()}/x"}})
+    unreachable = await api.http.post("/lfs/default/objects/batch", json=batch, headers=basic)
+    assert unreachable.status_code == 502
+    assert giftless.token not in unreachable.text
