@@ -131,6 +131,10 @@ def parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.add_argument("--output", "-o")
     export.set_defaults(handler=export_schema)
+
+    from client.cli import add_commands
+
+    add_commands(root, commands)
     return root
 
 

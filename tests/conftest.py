@@ -251,9 +251,12 @@ class ServerProcess:
         return self.log.read_text()
 
 
-def start_server(settings: Settings, log: Path, *extra_args: str) -> ServerProcess:
-    """`holdfast serve` as a real uvicorn process; waits until /healthz answers."""
-    port = free_port()
+def start_server(
+    settings: Settings, log: Path, *extra_args: str, port: int | None = None
+) -> ServerProcess:
+    """`holdfast serve` as a real uvicorn process; waits until /healthz answers. A fixed
+    `port` lets a test restart a server where its clients expect it."""
+    port = port or free_port()
     handle = log.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve", "--port", str(port), *extra_args],

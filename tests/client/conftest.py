@@ -1,0 +1,209 @@
+"""The `holdfast` CLI as a real subprocess, in real git repositories, against a real server.
+
+One server (on a database of its own) serves the whole package, so each test makes its own users
+and paths; tests that restart a server start their own.
+"""
+
+import asyncio
+import itertools
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from db import migrations
+from server.settings import Settings, load_settings
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    TEST_REDIS_URL,
+    USER_PASSWORD,
+    start_server,
+    stop_server,
+)
+
+_names = itertools.count(1)
+
+
+def server_settings(database_url: str) -> Settings:
+    """Like the `settings` fixture, for a server a test starts by itself."""
+    return load_settings(environ={}, config_file=os.devnull).replace(
+        database_url=database_url,
+        redis_url=TEST_REDIS_URL,
+        redis_prefix=f"holdfast-test-{secrets.token_hex(4)}",
+        admin_password=ADMIN_PASSWORD,
+        admin_email="admin@example.com",
+        login_rate_limit="1000/minute",
+        password_hash_time_cost=1,
+        password_hash_memory_kib=1024,
+        migrate_on_start=False,
+    )
+
+
+@pytest.fixture(scope="package")
+def cli_server(fresh_database, tmp_path_factory):
+    url = fresh_database()
+    asyncio.run(migrations.upgrade(url))
+    running = start_server(server_settings(url), tmp_path_factory.mktemp("cli-server") / "log")
+    yield running
+    stop_server(running)
+
+
+class Gql:
+    """A plain GraphQL-over-HTTP client, to set up and check server state."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        self.url, self.token = url, token
+
+    def post(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
+        bearer = token or self.token
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        return httpx.post(
+            f"{self.url}/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers=headers,
+            timeout=30,
+        ).json()
+
+    def data(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
+        body = self.post(query, variables, token)
+        assert "errors" not in body, body
+        return body["data"]
+
+    def login(self, username: str, password: str) -> str:
+        return self.data(
+            "mutation($u: String!, $p: String!) { login(username: $u, password: $p) "
+            "{ accessToken } }",
+            {"u": username, "p": password},
+        )["login"]["accessToken"]
+
+    def create_user(self, username: str, role: str = "USER") -> None:
+        self.data(
+            "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }",
+            {
+                "i": {
+                    "username": username,
+                    "email": f"{username}@example.com",
+                    "password": USER_PASSWORD,
+                    "role": role,
+                }
+            },
+        )
+
+    def lock(self, path: str, project: str = "default") -> dict | None:
+        return self.data(
+            "query($p: String!, $path: String!) { lock(project: $p, path: $path) { path "
+            "owner { username } branch comment } }",
+            {"p": project, "path": path},
+        )["lock"]
+
+
+def base_env(config: Path) -> dict[str, str]:
+    """No HOLDFAST_* leaks in; a config file of this user's own; git without global config."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HOLDFAST_")}
+    env.update(
+        HOLDFAST_CLI_CONFIG=str(config),
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_AUTHOR_NAME="Test",
+        GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="Test",
+        GIT_COMMITTER_EMAIL="test@example.com",
+    )
+    return env
+
+
+@dataclass
+class Cli:
+    """One person's `holdfast`: their own config file, run in `cwd`."""
+
+    name: str
+    config: Path
+    cwd: Path
+    server: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        return {**base_env(self.config), **self.env, **extra}
+
+    def __call__(
+        self, *args: str, input: str | None = None, cwd: Path | None = None, **env: str
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "server.cli", *args],
+            cwd=cwd or self.cwd,
+            env=self.environ(**env),
+            input=input if input is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def ok(self, *args: str, **kwargs) -> str:
+        result = self(*args, **kwargs)
+        assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+        return result.stdout
+
+    def login(self, password: str = USER_PASSWORD) -> None:
+        self.ok("login", "--server", self.server, "--username", self.name, input=password + "\n")
+
+    def git(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["git", *args],
+            cwd=cwd or self.cwd,
+            env=self.environ(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """stderr must be exactly one `holdfast: …` line, no traceback."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("holdfast: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A real git repository with one commit, on branch `main`."""
+    path = tmp_path / "repo"
+    path.mkdir()
+    env = base_env(tmp_path / "unused.json")
+    for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "start"]):
+        subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture
+def admin_gql(cli_server) -> Gql:
+    gql = Gql(cli_server.url)
+    gql.token = gql.login("admin", ADMIN_PASSWORD)
+    return gql
+
+
+@pytest.fixture
+def people(cli_server, admin_gql, repo, tmp_path):
+    """`make("alice")`: a fresh user (unique name) and their CLI, not yet logged in."""
+
+    def make(name: str, role: str = "USER", login: bool = True) -> Cli:
+        username = f"{name}{next(_names)}"
+        admin_gql.create_user(username, role)
+        cli = Cli(username, tmp_path / f"{username}.json", repo, cli_server.url)
+        if login:
+            cli.login()
+        return cli
+
+    return make
+
+
+def unique_dir() -> str:
+    """A path prefix no other test uses (the package shares one server)."""
+    return f"Content/T{next(_names)}"
