@@ -16,6 +16,8 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -41,6 +43,7 @@ from server.settings import Settings, load_settings
 logger = logging.getLogger("holdfast")
 
 STATIC_DIR = Path(__file__).parent / "static"
+BOARD_PAGE = STATIC_DIR / "board" / "index.html"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -239,6 +242,11 @@ async def running_services(
         await db.dispose()
 
 
+async def board(request: Request) -> FileResponse:
+    """The lock board, a single-page app on the public GraphQL API (static/board/)."""
+    return FileResponse(BOARD_PAGE, headers={"Cache-Control": "no-cache"})
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     schema = build_schema(
@@ -276,6 +284,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
     app = Starlette(
         routes=[
+            Route("/", board),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/graphql", graphql, methods=["GET", "POST"]),
