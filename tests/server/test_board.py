@@ -5,6 +5,7 @@ board land in test-output/ for a reviewer to look at."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 
@@ -221,3 +222,29 @@ async def test_graphiql_runs_a_query_with_the_boards_token(browser, server):
     await page.keyboard.type("{ me { username role } }")
     await page.get_by_role("button", name="Execute query (Ctrl-Enter)").click()
     await expect(page.locator(".graphiql-response")).to_contain_text('"username": "admin"')
+
+
+async def test_the_board_outlives_its_short_lived_access_tokens(browser, settings, tmp_path):
+    """Access tokens of 3 s: the board refreshes them for its calls and its subscription, and
+    misses no event across the resubscriptions."""
+    running = start_server(settings.replace(access_token_ttl=3), tmp_path / "server.log")
+    try:
+        await make_users(running.url, "bob")
+        page = await open_board(browser, running.url, "admin", ADMIN_PASSWORD)
+        first = await page.evaluate("localStorage.getItem('holdfast.refreshToken')")
+        bob = Api(running.url)
+        for index in range(4):
+            await asyncio.sleep(1.5)
+            await bob.login("bob", USER_PASSWORD)
+            assert "errors" not in await bob.acquire(f"Content/B{index}.umap")
+        await bob.close()
+        for index in range(4):
+            await expect(row(page, f"Content/B{index}.umap")).to_be_visible(timeout=5_000)
+        await page.get_by_label("Path", exact=True).fill(ARENA)
+        await page.keyboard.press("Enter")
+        await expect(row(page, ARENA).locator(".holder")).to_have_text("admin (you)")
+        await expect(page.locator("#live")).to_have_text("Live", timeout=5_000)
+        await expect(page.locator("#error")).to_be_hidden()
+        assert await page.evaluate("localStorage.getItem('holdfast.refreshToken')") != first
+    finally:
+        stop_server(running)
