@@ -192,6 +192,8 @@ async def test_admins_force_release_after_confirming_and_the_holder_is_told(brow
 
 async def test_wrong_password_is_shown_and_a_phone_sized_screen_works(browser, server):
     page = await (await browser.new_context(viewport={"width": 390, "height": 844})).new_page()
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
     await page.goto(f"{server.url}/")
     await page.get_by_label("Username").fill("admin")
     await page.get_by_label("Password").fill("not-the-password")
@@ -206,6 +208,9 @@ async def test_wrong_password_is_shown_and_a_phone_sized_screen_works(browser, s
     await page.get_by_label("Path", exact=True).fill(ARENA)
     await page.get_by_role("button", name="Lock").click()
     await expect(row(page, ARENA)).to_be_visible()
+    host = server.url.removeprefix("http://")
+    foreign = [url for url in requested if url.split("/")[2] != host]
+    assert not foreign, f"the board loads something from elsewhere: {foreign}"
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, "the board scrolls sideways on a phone"
     OUTPUT.mkdir(exist_ok=True)
