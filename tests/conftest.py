@@ -108,11 +108,10 @@ async def _empty_tables(url: str) -> None:
     await engine.dispose()
 
 
-@pytest.fixture
-def settings(database_url) -> Iterator[Settings]:
-    """Settings for one test: its own Redis prefix, cheap password hashing, a known admin."""
-    base = load_settings(environ={}, config_file=os.devnull)
-    yield base.replace(
+def settings_for(database_url: str) -> Settings:
+    """Settings for a test server: its own Redis prefix, cheap password hashing, a known
+    admin."""
+    return load_settings(environ={}, config_file=os.devnull).replace(
         database_url=database_url,
         redis_url=TEST_REDIS_URL,
         redis_prefix=f"holdfast-test-{secrets.token_hex(4)}",
@@ -123,6 +122,12 @@ def settings(database_url) -> Iterator[Settings]:
         password_hash_memory_kib=1024,
         migrate_on_start=False,
     )
+
+
+@pytest.fixture
+def settings(database_url) -> Iterator[Settings]:
+    """Settings for one test; the tables are emptied after it."""
+    yield settings_for(database_url)
     asyncio.run(_empty_tables(database_url))
 
 

@@ -7,7 +7,6 @@ and paths; tests that restart a server start their own.
 import asyncio
 import itertools
 import os
-import secrets
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -17,11 +16,10 @@ import httpx
 import pytest
 
 from db import migrations
-from server.settings import Settings, load_settings
 from tests.conftest import (
     ADMIN_PASSWORD,
-    TEST_REDIS_URL,
     USER_PASSWORD,
+    settings_for,
     start_server,
     stop_server,
 )
@@ -29,26 +27,11 @@ from tests.conftest import (
 _names = itertools.count(1)
 
 
-def server_settings(database_url: str) -> Settings:
-    """Like the `settings` fixture, for a server a test starts by itself."""
-    return load_settings(environ={}, config_file=os.devnull).replace(
-        database_url=database_url,
-        redis_url=TEST_REDIS_URL,
-        redis_prefix=f"holdfast-test-{secrets.token_hex(4)}",
-        admin_password=ADMIN_PASSWORD,
-        admin_email="admin@example.com",
-        login_rate_limit="1000/minute",
-        password_hash_time_cost=1,
-        password_hash_memory_kib=1024,
-        migrate_on_start=False,
-    )
-
-
 @pytest.fixture(scope="package")
 def cli_server(fresh_database, tmp_path_factory):
     url = fresh_database()
     asyncio.run(migrations.upgrade(url))
-    running = start_server(server_settings(url), tmp_path_factory.mktemp("cli-server") / "log")
+    running = start_server(settings_for(url), tmp_path_factory.mktemp("cli-server") / "log")
     yield running
     stop_server(running)
 

@@ -29,7 +29,7 @@ from tests.conftest import (
     Api,
     ServerProcess,
     free_port,
-    settings_environment,
+    start_server,
     stop_server,
 )
 
@@ -51,27 +51,7 @@ LOCKS = """query($after: String) { locks(project: "default", first: 500, after: 
 
 def serve_on(settings, port: int, log: Path) -> ServerProcess:
     """`holdfast serve` on a port of our choosing (to restart it on the same one)."""
-    handle = log.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-        env=settings_environment(settings),
-        cwd=ROOT,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return ServerProcess(url, process, log)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server did not start:\n{log.read_text()}")
+    return start_server(settings, log, port=port)
 
 
 def remote(url: str, token: str | None = None) -> Api:
