@@ -101,12 +101,13 @@ async def test_two_people_see_each_other_live_and_the_board_survives_a_restart(
             "bob asks you to release Content/Maps/Arena.umap: “need it for the demo”",
             timeout=2_000,
         )
+        OUTPUT.mkdir(exist_ok=True)
+        await alice.screenshot(path=OUTPUT / "board-release-requested.png", full_page=True)
 
         # A reload keeps alice signed in (refresh token) and shows the board as it is.
         await alice.reload()
         await expect(alice.locator("#live")).to_have_text("Live", timeout=10_000)
         await expect(row(alice, ARENA).locator(".holder")).to_have_text("alice (you)")
-        OUTPUT.mkdir(exist_ok=True)
         await alice.screenshot(path=OUTPUT / "board.png", full_page=True)
 
         # The server goes away: the board says so, and catches up when it is back.
