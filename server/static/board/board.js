@@ -205,7 +205,7 @@ async function loadProject() {
   board.feed = new LockFeed({
     project: board.project,
     since: seq,
-    token: () => session.fresh(),
+    token: (renew) => (renew ? session.refresh() : session.fresh()),
     onEvent: apply,
     onState: setLive,
     onRefetch: loadProject,

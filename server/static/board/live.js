@@ -19,7 +19,8 @@ export class LockFeed {
    * @param {object} options
    * @param {string} options.project
    * @param {number} options.since the seq the board's list was read at
-   * @param {() => Promise<string>} options.token a fresh access token
+   * @param {(renew: boolean) => Promise<string>} options.token a fresh access token (a new
+   *   one when `renew`: the server refused the last)
    * @param {(event: object) => void} options.onEvent
    * @param {(state: "connecting"|"live"|"reconnecting") => void} options.onState
    * @param {() => void} options.onRefetch events since `since` are gone: reload the list
@@ -46,11 +47,11 @@ export class LockFeed {
     if (this.socket) this.socket.close(1000, "done");
   }
 
-  async connect() {
+  async connect(renew = false) {
     if (this.stopped) return;
     let token;
     try {
-      token = await this.token();
+      token = await this.token(renew);
     } catch (error) {
       if (error.code === "NETWORK") return this.retry();
       return this.onFatal(error);
@@ -67,8 +68,7 @@ export class LockFeed {
       if (this.socket !== socket) return;
       this.socket = null;
       if (this.stopped) return;
-      if (closed.code === 4403) return this.retry(true); // token refused: refresh, then retry
-      this.retry();
+      this.retry(closed.code === 4403); // 4403: the token was refused, get a new one
     };
   }
 
@@ -122,11 +122,11 @@ export class LockFeed {
     this.onFatal(new Error((first && first.message) || "the subscription failed"));
   }
 
-  retry() {
+  retry(renew = false) {
     if (this.stopped) return;
     this.onState("reconnecting");
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.connect(), this.delay);
+    this.timer = setTimeout(() => this.connect(renew), this.delay);
     this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
   }
 }
