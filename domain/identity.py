@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -43,6 +45,8 @@ REFRESH_TOKEN_PREFIX = "hfr_"
 JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "holdfast"
 API_TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
+BASIC_PASSWORD_SECONDS = 300
+BASIC_PASSWORDS_KEPT = 10_000
 LOGIN_FAILED = "wrong username or password"
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
@@ -152,6 +156,9 @@ class Identity:
             time_cost=config.password_time_cost, memory_cost=config.password_memory_kib
         )
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        self._basic_key = secrets.token_bytes(32)
+        self._basic_passwords: dict[bytes, tuple[int, int, float]] = {}
+        """Verified Basic passwords: keyed digest → (user id, token version, valid until)."""
 
     # -- passwords: argon2 runs in a thread, never inside a transaction ---------------------
 
@@ -235,21 +242,37 @@ class Identity:
     ) -> Principal:
         """HTTP Basic (Git LFS): a username with one of their API tokens, or their password.
 
-        Clients send Basic credentials with every request, so only failures count against the
-        login rate limit; a password costs a full hash check each time (API tokens do not).
+        A password counts as a login attempt, like `login`. Clients send Basic credentials
+        with every request, so a verified password is remembered in this process for a few
+        minutes (by a keyed digest, never in clear), as long as the user's token version (bumped
+        by a password change or deactivation) stays the same.
         """
         if secret.startswith(API_TOKEN_PREFIX):
             principal = await self.authenticate(secret)
             if principal.user.username.lower() != username.lower():
                 raise Unauthenticated("the API token belongs to another user")
             return principal
-        await self.throttle.check(username, client_address)
+        key = hmac.digest(self._basic_key, f"{username.lower()}\0{secret}".encode(), "sha256")
+        remembered = self._basic_passwords.get(key)
+        if remembered is not None and remembered[2] > time.monotonic():
+            async with self.db.read() as session:
+                user = await store.get_user(session, remembered[0])
+            if user is not None and user.active and user.token_version == remembered[1]:
+                return Principal(user, None)
+            del self._basic_passwords[key]
+        await self.throttle.hit(username, client_address)
         async with self.db.read() as session:
             found = await store.get_user_by_username(session, username)
         valid = await self._verify(found.password_hash if found else self._dummy_hash, secret)
         if found is None or not valid or not found.active:
-            await self.throttle.hit(username, client_address)
             raise Unauthenticated(LOGIN_FAILED)
+        if len(self._basic_passwords) >= BASIC_PASSWORDS_KEPT:
+            self._basic_passwords.clear()
+        self._basic_passwords[key] = (
+            found.id,
+            found.token_version,
+            time.monotonic() + BASIC_PASSWORD_SECONDS,
+        )
         return Principal(found, None)
 
     async def login(self, username: str, password: str, client_address: str | None) -> Session:

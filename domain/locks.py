@@ -284,7 +284,7 @@ class Locks:
 
         async def work(session, project, now):
             lock = await store.get_lock(session, project.id, lock_id)
-            if lock is None:
+            if lock is None or (lock.expires_at is not None and lock.expires_at <= now):
                 raise NotFound(f"no lock with id {lock_id}", field="id")
             changes, [held] = await self._release_held(session, project, [lock], actor, force, now)
             return changes, held

@@ -28,23 +28,13 @@ class LoginThrottle:
 
     async def hit(self, username: str, address: str | None) -> None:
         """Count an attempt; RATE_LIMITED when one too many were made."""
-        await self._count(username, address, self._limiter.hit)
-
-    async def check(self, username: str, address: str | None) -> None:
-        """RATE_LIMITED when the next attempt would be one too many; counts nothing.
-
-        For credentials sent with every request (HTTP Basic), where only failures count.
-        """
-        await self._count(username, address, self._limiter.test)
-
-    async def _count(self, username: str, address: str | None, attempt) -> None:
         keys = [("login-user", username.lower())]
         if address:
             keys.append(("login-address", address))
         retry_after = 0
         for rate in self._rates:
             for kind, value in keys:
-                if not await attempt(rate, kind, value):
+                if not await self._limiter.hit(rate, kind, value):
                     stats = await self._limiter.get_window_stats(rate, kind, value)
                     retry_after = max(retry_after, math.ceil(stats.reset_time - time.time()), 1)
         if retry_after:

@@ -101,10 +101,21 @@ def lock_id(raw: str) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and 0 < len(raw) < 19 else None
 
 
-async def json_body(request: Request, limit: int) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > limit:
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is larger than `limit`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
         raise LfsError(413, f"the request body is larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise LfsError(413, f"the request body is larger than {limit} bytes")
+    return bytes(body)
+
+
+async def json_body(request: Request, limit: int) -> dict[str, Any]:
+    body = await read_body(request, limit)
     try:
         parsed = orjson.loads(body or b"{}")
     except orjson.JSONDecodeError:
@@ -112,6 +123,15 @@ async def json_body(request: Request, limit: int) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise LfsError(422, "the request body must be a JSON object")
     return parsed
+
+
+def leaks(secret: str | None, content: bytes) -> bool:
+    """Whether an answer carries the secret, or its credential part (some LFS servers copy the
+    request's Authorization into the actions they hand out)."""
+    if not secret:
+        return False
+    parts = {secret, secret.partition(" ")[2]}
+    return any(len(part) >= 8 and part.encode() in content for part in parts)
 
 
 def basic_credentials(value: str) -> tuple[str, str]:
@@ -289,9 +309,7 @@ class GitLfs:
                 f"the project {found.slug!r} stores no LFS objects here: an admin sets its "
                 "lfsUpstreamUrl",
             )
-        body = await request.body()
-        if len(body) > MAX_BATCH_REQUEST_BYTES:
-            raise LfsError(413, f"the request body is larger than {MAX_BATCH_REQUEST_BYTES} bytes")
+        body = await read_body(request, MAX_BATCH_REQUEST_BYTES)
         headers = {"Accept": MEDIA_TYPE, "Content-Type": MEDIA_TYPE}
         if found.lfs_upstream_authorization:
             headers["Authorization"] = found.lfs_upstream_authorization
@@ -307,5 +325,10 @@ class GitLfs:
                 "LFS upstream of %r refused Holdfast (%s)", found.slug, answer.status_code
             )
             raise LfsError(502, "the project's LFS object server refused Holdfast's credentials")
+        if leaks(found.lfs_upstream_authorization, answer.content):
+            logger.error(
+                "LFS upstream of %r echoed Holdfast's credentials: answer withheld", found.slug
+            )
+            raise LfsError(502, "the project's LFS object server answered unsafely")
         media_type = answer.headers.get("content-type", MEDIA_TYPE)
         return Response(answer.content, answer.status_code, media_type=media_type)

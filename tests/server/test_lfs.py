@@ -6,11 +6,15 @@ exactly, in process.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 from datetime import datetime
 
+import httpx
 import pytest
 
+from server.app import create_app
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD
 
 LFS = "application/vnd.git-lfs+json"
@@ -146,13 +150,9 @@ async def test_passwords_and_bearer_tokens_work_too(api, users, admin):
     assert (await lock(api, bearer, "B.umap")).json()["lock"]["owner"] == {"name": "admin"}
 
 
-async def test_failed_basic_logins_are_rate_limited_but_good_ones_are_not_counted(
-    settings, tmp_path
-):
-    import httpx
-
-    from server.app import create_app
-
+async def test_basic_passwords_are_rate_limited_even_in_a_burst(settings):
+    """Every password check counts, also when guesses arrive at once; a verified password is
+    remembered, so git-lfs's per-request credentials do not use the limit up."""
     application = create_app(settings.replace(login_rate_limit="3/minute"))
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 50000))
@@ -160,14 +160,29 @@ async def test_failed_basic_logins_are_rate_limited_but_good_ones_are_not_counte
             good = basic("admin", ADMIN_PASSWORD)
             for _ in range(5):
                 assert (await http.get(f"{BASE}/locks", headers=good)).status_code == 200
-            bad = basic("admin", "not-the-password")
-            statuses = [
-                (await http.get(f"{BASE}/locks", headers=bad)).status_code for _ in range(4)
-            ]
-            assert statuses == [401, 401, 401, 429]
-            limited = await http.get(f"{BASE}/locks", headers=good)
-            assert limited.status_code == 429
+            guesses = [basic("admin", f"guess-{index}") for index in range(12)]
+            answers = await asyncio.gather(
+                *(http.get(f"{BASE}/locks", headers=headers) for headers in guesses)
+            )
+            assert sorted(answer.status_code for answer in answers) == [401, 401] + [429] * 10
+            limited = next(answer for answer in answers if answer.status_code == 429)
             assert int(limited.headers["retry-after"]) >= 1
+            # The remembered password still works while its username is limited.
+            assert (await http.get(f"{BASE}/locks", headers=good)).status_code == 200
+
+
+async def test_a_remembered_basic_password_stops_working_when_it_changes(api, users):
+    bob = basic("bob", USER_PASSWORD)
+    assert (await api.http.get(f"{BASE}/locks", headers=bob)).status_code == 200
+    data = await api.data("{ users { edges { node { id username } } } }")
+    [bob_id] = [e["node"]["id"] for e in data["users"]["edges"] if e["node"]["username"] == "bob"]
+    await api.data(
+        'mutation($id: ID!) { resetUserPassword(id: $id, newPassword: "new-password-2") { id } }',
+        {"id": bob_id},
+    )
+    assert (await api.http.get(f"{BASE}/locks", headers=bob)).status_code == 401
+    renewed = basic("bob", "new-password-2")
+    assert (await api.http.get(f"{BASE}/locks", headers=renewed)).status_code == 200
 
 
 async def test_listing_filters_by_path_and_id_and_pages_with_cursors(api, users):
@@ -360,3 +375,81 @@ async def test_bad_upstream_settings_are_refused_and_change_nothing(api, users, 
         '{ project(slug: "default") { lfsUpstreamUrl hasLfsUpstreamAuthorization } }'
     )
     assert data["project"] == {"lfsUpstreamUrl": None, "hasLfsUpstreamAuthorization": False}
+
+
+class EchoingUpstream:
+    """A real HTTP server standing in for an LFS server: records the headers it gets, and
+    answers with an upload action that carries them on when `echo` is set (as some do)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        upstream = self
+        self.received: list[dict] = []
+        self.echo = True
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                upstream.received.append(dict(self.headers))
+                header = {"Authorization": self.headers["Authorization"]} if upstream.echo else {}
+                action = {"href": "http://upstream/put", "header": header}
+                body = json.dumps({"objects": [{"oid": "0" * 64, "actions": {"upload": action}}]})
+                self.send_response(200)
+                self.send_header("Content-Type", LFS)
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/repo.git/info/lfs"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_batches_go_upstream_with_holdfasts_credentials_and_never_echo_them(api, users):
+    upstream = EchoingUpstream()
+    try:
+        await api.data(
+            UPDATE_UPSTREAM,
+            {
+                "input": {
+                    "lfsUpstreamUrl": upstream.url,
+                    "lfsUpstreamAuthorization": "Bearer upstream-secret-123",
+                }
+            },
+        )
+        batch = {"operation": "upload", "objects": [{"oid": "0" * 64, "size": 1}]}
+        echoed = await api.http.post(f"{BASE}/objects/batch", json=batch, headers=users["alice"])
+        assert echoed.status_code == 502
+        assert "upstream-secret" not in echoed.text
+        upstream.echo = False
+        answer = await api.http.post(f"{BASE}/objects/batch", json=batch, headers=users["alice"])
+        assert answer.status_code == 200
+        assert answer.json()["objects"][0]["actions"]["upload"]["href"] == "http://upstream/put"
+        assert [headers["Authorization"] for headers in upstream.received] == [
+            "Bearer upstream-secret-123"
+        ] * 2
+    finally:
+        upstream.close()
+
+
+async def test_an_expired_lock_cannot_be_unlocked_by_id(api, users):
+    data = await api.data(
+        'mutation { acquireLock(project: "default", path: "T.umap", ttlSeconds: 1) { id } }'
+    )
+    await asyncio.sleep(1.2)
+    lock_id = data["acquireLock"]["id"]
+    for who in ("admin", "bob"):
+        response = await api.http.post(
+            f"{BASE}/locks/{lock_id}/unlock", json={"force": True}, headers=users[who]
+        )
+        assert response.status_code == 404
+    listed = await api.http.get(f"{BASE}/locks", params={"id": lock_id}, headers=users["bob"])
+    assert listed.json()["locks"] == []
