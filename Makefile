@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 GIFTLESS := .venv-giftless
 GIFTLESS_STAMP := $(GIFTLESS)/.installed-stamp
+GRAPHQL_HTTP := tests/peers/graphql-http
+GRAPHQL_HTTP_STAMP := $(GRAPHQL_HTTP)/node_modules/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -27,10 +29,16 @@ $(GIFTLESS_STAMP): tests/peers/giftless.txt
 	$(GIFTLESS)/bin/python -m pip install --quiet --no-deps -r tests/peers/giftless.txt
 	@touch $(GIFTLESS_STAMP)
 
+# The tests' GraphQL-over-HTTP audit suite (npm package graphql-http), pinned by its lockfile.
+$(GRAPHQL_HTTP_STAMP): $(GRAPHQL_HTTP)/package.json $(GRAPHQL_HTTP)/package-lock.json
+	@command -v npm >/dev/null || { echo "the tests need Node.js 18+ and npm"; exit 1; }
+	cd $(GRAPHQL_HTTP) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(GRAPHQL_HTTP_STAMP)
+
 run: install
 	$(BIN)/holdfast serve --host $(HOST) --port $(PORT)
 
-test: install $(GIFTLESS_STAMP)
+test: install $(GIFTLESS_STAMP) $(GRAPHQL_HTTP_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
@@ -48,4 +56,4 @@ schema: install
 	$(BIN)/holdfast export-schema --output schema.graphql
 
 clean:
-	rm -rf $(VENV) $(GIFTLESS) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(GIFTLESS) $(GRAPHQL_HTTP)/node_modules .pytest_cache .ruff_cache *.egg-info

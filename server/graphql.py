@@ -1,23 +1,104 @@
-"""The `/graphql` endpoint: HTTP and websockets, auth, and our own offline GraphiQL page."""
+"""The `/graphql` endpoint: HTTP and websockets, auth, and our own offline GraphiQL page.
+
+HTTP follows the GraphQL-over-HTTP spec (https://graphql.github.io/graphql-over-http/draft/),
+checked by the `graphql-http` audit suite in tests/server/test_graphql_over_http.py:
+
+- The answer's media type is the client's preferred of `application/graphql-response+json` and
+  `application/json` (`Accept`); none, `*/*` or `application/*` mean `application/json`, and
+  an `Accept` that allows neither gets 406.
+- `application/json` keeps the legacy rule: every executed request is 200, its errors in the body.
+  `application/graphql-response+json`: a request that never reached execution (parse,
+  validation or variable errors: no `data`) is 400 without a `data` entry; once execution has
+  started the answer is 200, also when a field error leaves `data` null.
+- Requests that are not well-formed (bad JSON, `query`/`variables`/`extensions`/`operationName`
+  of the wrong type, no query) are 400, a POST body that is not `application/json` 415, a
+  mutation over GET is refused before it runs (405 with `Allow: POST`), subscriptions go over
+  websockets only. These answers are GraphQL responses too: `errors` with
+  `extensions.code` `BAD_REQUEST`.
+"""
 
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.parse_content_type import parse_content_type
 from strawberry.schema import BaseSchema
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from domain.errors import DomainError
 from graph.context import Context, Services
 
 GRAPHIQL_PAGE = Path(__file__).parent / "static" / "graphiql.html"
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+JSON = "application/json"
+# What each method may run: subscriptions need a websocket (no SSE or multipart transport here).
+HTTP_OPERATIONS = {
+    "GET": frozenset({OperationType.QUERY}),
+    "POST": frozenset({OperationType.QUERY, OperationType.MUTATION}),
+}
+
+
+def accepted_media_type(accept: str | None) -> str | None:
+    """Which of our two media types the `Accept` header prefers; None if it allows neither.
+
+    Each type takes the q of the most specific range naming it (`type/subtype` over
+    `application/*` over `*/*`); the higher q wins, then an explicit mention over a wildcard,
+    then the earlier mention, and on a full tie the spec's legacy default `application/json`.
+    """
+    if not accept or not accept.strip():
+        return JSON
+    ranges = []
+    for position, part in enumerate(accept.split(",")):
+        mime, *params = (piece.strip() for piece in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        ranges.append((mime.lower(), q, position))
+    choices = []
+    for ours in (GRAPHQL_RESPONSE_JSON, JSON):
+        specificity = {ours: 2, "application/*": 1, "*/*": 0}
+        matching = [(specificity[m], q, pos) for m, q, pos in ranges if m in specificity]
+        if matching:
+            rank, q, position = max(matching, key=lambda match: match[0])
+            if q > 0:
+                choices.append((q, rank, -position, ours == JSON, ours))
+    return max(choices)[-1] if choices else None
+
+
+def is_request_error(result: ExecutionResult) -> bool:
+    """True when the request never executed: no data and no error from a field (field errors
+    always have a path; parse, validation and variable errors never do)."""
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all(error.path is None for error in result.errors)
+    )
+
+
+class RequestError(HTTPException):
+    """A request refused before execution, answered with this status (and headers)."""
+
+    def __init__(self, status_code: int, reason: str, headers: dict[str, str] | None = None):
+        super().__init__(status_code, reason)
+        self.headers = headers or {}
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler):
@@ -82,3 +163,100 @@ class GraphQLApp(GraphQL):
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(self._graphiql_page)
+
+    # GraphQL over HTTP. Strawberry answers every executed request 200 application/json and
+    # every refusal in plain text; the overrides below negotiate the media type, pick the status
+    # and make refusals GraphQL responses. The chosen media type and a request-error status
+    # travel in `request.state` from the hooks that know them to `__call__`.
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        media_type = accepted_media_type(request.headers.get("accept"))
+        request.state.graphql_media_type = media_type or JSON
+        request.state.graphql_status = None
+        try:
+            response = await self.run(request)
+        except HTTPException as error:
+            response = self.refusal(error, request.state.graphql_media_type)
+        else:
+            if response.media_type == JSON:
+                response.headers["content-type"] = request.state.graphql_media_type
+                response.status_code = request.state.graphql_status or response.status_code
+        await response(scope, receive, send)
+
+    def refusal(self, error: HTTPException, media_type: str) -> Response:
+        """A request refused at the HTTP level, as a GraphQL response with a code."""
+        headers = dict(getattr(error, "headers", {}))
+        if error.status_code == 405:
+            headers.setdefault("Allow", "GET, POST")
+        body = {"errors": [{"message": error.reason, "extensions": {"code": "BAD_REQUEST"}}]}
+        return Response(
+            self.encode_json(body),
+            status_code=error.status_code,
+            headers=headers,
+            media_type=media_type,
+        )
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """Refuse an `Accept` we cannot answer (after GraphiQL had its chance), a POST body
+        that is not UTF-8 `application/json`, and a non-string `operationName`."""
+        if accepted_media_type(request.headers.get("accept")) is None:
+            raise RequestError(406, f"Accept must allow {GRAPHQL_RESPONSE_JSON} or {JSON}")
+        if request.method == "POST":
+            mime, params = parse_content_type(request.content_type or "")
+            if mime != JSON or params.get("charset", "utf-8").lower() not in ("utf-8", "utf8"):
+                raise RequestError(415, f"POST bodies must be {JSON} (UTF-8)")
+        data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData) and not isinstance(data.operation_name, str | None):
+            raise RequestError(400, "The GraphQL operation's `operationName` must be a string")
+        return data
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Strawberry's, with our operation types per method and our refusal statuses."""
+        method = request_adapter.method
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=HTTP_OPERATIONS[method],
+                operation_extensions=request_data.extensions,
+            )
+        except InvalidOperationTypeError as error:
+            if error.operation_type is OperationType.SUBSCRIPTION:
+                raise RequestError(400, "subscriptions are served over websockets") from error
+            reason = error.as_http_error_reason(method)
+            raise RequestError(405, reason, {"Allow": "POST"}) from error
+        except CannotGetOperationTypeError as error:
+            raise RequestError(400, error.as_http_error_reason()) from error
+        except MissingQueryError as error:
+            raise RequestError(400, "No GraphQL query found in the request") from error
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        """Under graphql-response+json a request error has no `data` and a 4xx/5xx status."""
+        response = await super().process_result(request, result)
+        if request.state.graphql_media_type == GRAPHQL_RESPONSE_JSON and is_request_error(result):
+            del response["data"]
+            internal = any(
+                (error.extensions or {}).get("code") == "INTERNAL_SERVER_ERROR"
+                for error in result.errors
+            )
+            request.state.graphql_status = 500 if internal else 400
+        return response

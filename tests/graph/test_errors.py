@@ -108,5 +108,6 @@ async def test_queries_over_get_but_no_mutations(api):
     response = await api.http.get(
         "/graphql", params={"query": 'mutation { logout(refreshToken: "x") }'}
     )
-    assert response.status_code == 400
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
     assert "mutations are not allowed" in response.text.lower()

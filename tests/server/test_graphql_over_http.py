@@ -100,11 +100,12 @@ async def test_a_mutation_over_get_is_405_and_does_not_run(api, admin):
     error = response.json()["errors"][0]
     assert "mutations are not allowed" in error["message"]
     assert error["extensions"]["code"] == "BAD_REQUEST"
-    # application/json (legacy) clients keep the 400 they always had
+    # the same for application/json clients
     legacy = await api.http.get(
         "/graphql", params={"query": query}, headers={"Authorization": f"Bearer {admin}"}
     )
-    assert legacy.status_code == 400
+    assert legacy.status_code == 405
+    assert legacy.headers["content-type"] == JSON
     assert legacy.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
     projects = await api.data("{ projects { slug } }")
     assert [project["slug"] for project in projects["projects"]] == ["default"]
