@@ -209,6 +209,14 @@ async def test_wrong_password_is_shown_and_a_phone_sized_screen_works(browser, s
     await page.get_by_label("Path", exact=True).fill(ARENA)
     await page.get_by_role("button", name="Lock").click()
     await expect(row(page, ARENA)).to_be_visible()
+    hostile = "Content/<img src=x onerror=window.pwned=1>.uasset"
+    await page.get_by_label("Path", exact=True).fill(hostile)
+    await page.get_by_label("Comment").fill("<b>bold</b>")
+    await page.get_by_label("Comment").press("Enter")
+    await expect(row(page, hostile).locator(".path")).to_have_text(hostile)
+    await expect(row(page, hostile)).to_contain_text("<b>bold</b>")
+    assert await page.locator("#locks img, #locks b").count() == 0
+    assert await page.evaluate("window.pwned") is None
     host = server.url.removeprefix("http://")
     foreign = [url for url in requested if url.split("/")[2] != host]
     assert not foreign, f"the board loads something from elsewhere: {foreign}"

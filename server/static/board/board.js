@@ -267,12 +267,11 @@ function lockPath(form) {
   const path = form.elements.path.value.trim();
   const comment = form.elements.comment.value.trim() || null;
   return act(async () => {
-    const data = await session.call(
+    await session.call(
       `mutation($p: String!, $path: String!, $comment: String) {
         acquireLock(project: $p, path: $path, comment: $comment) { ${LOCK_FIELDS} } }`,
       { p: board.project, path, comment },
     );
-    hold(data.acquireLock);
     form.reset();
     form.elements.path.focus();
   });
@@ -284,7 +283,6 @@ function release(lock) {
       "mutation($p: String!, $path: String!) { releaseLock(project: $p, path: $path) { id } }",
       { p: board.project, path: lock.path },
     );
-    free(lock.path);
   });
 }
 
@@ -310,7 +308,6 @@ async function forceRelease(lock) {
         releaseLock(project: $p, path: $path, force: true) { id } }`,
       { p: board.project, path: lock.path },
     );
-    free(lock.path);
   });
 }
 

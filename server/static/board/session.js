@@ -1,14 +1,18 @@
 // Signing in, staying signed in, and GraphQL over HTTP with the current access token.
 //
-// The refresh token lives in localStorage so a reload keeps you signed in. Refresh tokens
-// rotate and a reused one ends the whole login, so tabs of one browser refresh one at a time
-// (Web Locks) and a tab that finds the stored token already rotated by another just uses it.
-// The access token is stored too, under the key the GraphiQL page reads.
+// Refresh tokens rotate and presenting a rotated one again ends the whole login, so a refresh
+// must never run twice with the same token. Within a tab, callers share one refresh in flight.
+// Across tabs, where the browser has Web Locks (https, or localhost), the tokens live in
+// localStorage (a reload and every tab stay signed in) and tabs refresh one at a time, a tab
+// finding the stored token already rotated by another just using it. Without Web Locks (plain
+// http to another host) each tab keeps its own login in sessionStorage, which survives reloads
+// of that tab. The access token is kept under the key the GraphiQL page reads.
 
 const ACCESS = "holdfast.accessToken";
 const ACCESS_EXPIRES = "holdfast.accessTokenExpiresAt";
 const REFRESH = "holdfast.refreshToken";
 const REFRESH_EARLY_MS = 60_000;
+const storage = navigator.locks ? localStorage : sessionStorage;
 
 export class ApiError extends Error {
   constructor(message, code, extensions = {}) {
@@ -47,19 +51,19 @@ async function post(query, variables, token) {
   return body.data;
 }
 
-function withLock(name, work) {
-  if (navigator.locks) return navigator.locks.request(name, work);
-  return work();
+function acrossTabs(work) {
+  return navigator.locks ? navigator.locks.request("holdfast-refresh", work) : work();
 }
 
 export class Session {
   constructor() {
     this.user = null;
     this.onSignedOut = () => {};
+    this.refreshing = null;
   }
 
   get accessToken() {
-    return localStorage.getItem(ACCESS);
+    return storage.getItem(ACCESS);
   }
 
   get signedIn() {
@@ -67,14 +71,14 @@ export class Session {
   }
 
   store(auth) {
-    localStorage.setItem(ACCESS, auth.accessToken);
-    localStorage.setItem(ACCESS_EXPIRES, auth.accessTokenExpiresAt);
-    localStorage.setItem(REFRESH, auth.refreshToken);
+    storage.setItem(ACCESS, auth.accessToken);
+    storage.setItem(ACCESS_EXPIRES, auth.accessTokenExpiresAt);
+    storage.setItem(REFRESH, auth.refreshToken);
     this.user = auth.user;
   }
 
   forget() {
-    for (const key of [ACCESS, ACCESS_EXPIRES, REFRESH]) localStorage.removeItem(key);
+    for (const key of [ACCESS, ACCESS_EXPIRES, REFRESH]) storage.removeItem(key);
     this.user = null;
   }
 
@@ -89,20 +93,20 @@ export class Session {
 
   /** Resume after a reload: a still-valid access token, else the refresh token. */
   async resume() {
-    if (!localStorage.getItem(REFRESH)) return null;
+    if (!storage.getItem(REFRESH)) return null;
     try {
       await this.fresh();
       const data = await post("{ me { id username role } }", {}, this.accessToken);
       this.user = data.me;
     } catch (error) {
-      if (error.code === "NETWORK") throw error;
+      if (error.code !== "UNAUTHENTICATED") throw error;
       this.forget();
     }
     return this.user;
   }
 
   async signOut() {
-    const refresh = localStorage.getItem(REFRESH);
+    const refresh = storage.getItem(REFRESH);
     this.forget();
     if (refresh) {
       try {
@@ -115,15 +119,25 @@ export class Session {
 
   /** An access token that is good for a while yet, refreshing it when it is about to expire. */
   async fresh() {
-    const expires = Date.parse(localStorage.getItem(ACCESS_EXPIRES) || "");
+    const expires = Date.parse(storage.getItem(ACCESS_EXPIRES) || "");
     if (this.accessToken && expires - Date.now() > REFRESH_EARLY_MS) return this.accessToken;
     return this.refresh();
   }
 
-  async refresh() {
-    const used = localStorage.getItem(REFRESH);
-    return withLock("holdfast-refresh", async () => {
-      const current = localStorage.getItem(REFRESH);
+  /** A new access token; concurrent callers in this tab share one refresh. */
+  refresh() {
+    if (!this.refreshing) {
+      this.refreshing = this.rotate().finally(() => {
+        this.refreshing = null;
+      });
+    }
+    return this.refreshing;
+  }
+
+  async rotate() {
+    const used = storage.getItem(REFRESH);
+    return acrossTabs(async () => {
+      const current = storage.getItem(REFRESH);
       if (!current) throw new ApiError("Signed out.", "UNAUTHENTICATED");
       if (current !== used && this.accessToken) return this.accessToken; // another tab did it
       try {
@@ -133,7 +147,7 @@ export class Session {
         );
         this.store(data.refreshToken);
       } catch (error) {
-        if (error.code !== "NETWORK") {
+        if (error.code === "UNAUTHENTICATED") {
           this.forget();
           this.onSignedOut();
         }
