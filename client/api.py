@@ -85,20 +85,16 @@ class Api:
                 url, subprotocols=["graphql-transport-ws"], open_timeout=10, max_size=None
             ) as socket:
                 await socket.send(json.dumps({"type": "connection_init", "payload": payload}))
-                await socket.send(
-                    json.dumps(
-                        {
-                            "id": "1",
-                            "type": "subscribe",
-                            "payload": {"query": query, "variables": variables},
-                        }
-                    )
-                )
                 async for raw in socket:
                     message = json.loads(raw)
                     kind = message.get("type")
-                    if kind == "connection_ack" and on_ack is not None:
-                        on_ack()
+                    if kind == "connection_ack":
+                        subscribe = {"query": query, "variables": variables}
+                        await socket.send(
+                            json.dumps({"id": "1", "type": "subscribe", "payload": subscribe})
+                        )
+                        if on_ack is not None:
+                            on_ack()
                     elif kind == "ping":
                         await socket.send(json.dumps({"type": "pong"}))
                     elif kind == "next":
@@ -114,6 +110,11 @@ class Api:
             code = closed.rcvd.code if closed.rcvd else None
             if code == 4403:
                 raise ApiError("UNAUTHENTICATED", "the server refused the credentials") from None
+            if code is not None and 4400 <= code < 4500:  # the protocol's "do not retry"
+                reason = closed.rcvd.reason or "refused"
+                raise ApiError(
+                    "BAD_REQUEST", f"the server closed the subscription: {reason}"
+                ) from None
             raise Unreachable(f"connection to {url} lost ({code or 'no close frame'})") from None
         except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
             raise Unreachable(f"cannot reach {url}: {_reason(error)}") from None
