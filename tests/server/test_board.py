@@ -176,6 +176,22 @@ async def test_admins_force_release_after_confirming_and_the_holder_is_told(brow
     await expect(bob.locator("#notices")).to_contain_text(
         "admin force-released your lock on Content/Characters/Hero.uasset"
     )
+
+    # Another project has its own locks; the choice survives a reload.
+    api = Api(server.url)
+    await api.login("admin", ADMIN_PASSWORD)
+    await api.data('mutation { createProject(input: {slug: "ships", name: "Ships"}) { id } }')
+    assert "errors" not in await api.acquire("Ships/Hull.uasset", project="ships")
+    await api.close()
+    await admin.reload()
+    await admin.get_by_label("Project").select_option("ships")
+    await expect(row(admin, "Ships/Hull.uasset")).to_be_visible()
+    await expect(admin.locator("#counts")).to_have_text("1 lock · 1 yours")
+    await admin.reload()
+    await expect(admin.get_by_label("Project")).to_have_value("ships")
+    await expect(row(admin, "Ships/Hull.uasset")).to_be_visible()
+    await expect(admin.locator("#live")).to_have_text("Live", timeout=10_000)
+
     async with httpx.AsyncClient(base_url=server.url) as http:
         token = await admin.evaluate("localStorage.getItem('holdfast.accessToken')")
         body = (
