@@ -8,6 +8,7 @@ from functools import lru_cache
 import strawberry
 from graphql import GraphQLError, parse
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -80,11 +81,17 @@ class HoldfastSchema(strawberry.Schema):
 
 
 def build_schema(limits: Limits = Limits()) -> strawberry.Schema:
+    # The depth and alias limiters make a new rule class per instance, and the validation
+    # cache is keyed by the rules: built per request they made every validation a miss. Their
+    # rules are stateless classes, so they are made once per schema.
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
+    ]
     extensions = [
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
         DocumentCache,
-        lambda: QueryDepthLimiter(max_depth=limits.max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+        lambda: AddValidationRules(limit_rules),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
         ErrorCodes,
     ]

@@ -111,3 +111,21 @@ async def test_queries_over_get_but_no_mutations(api):
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
     assert "mutations are not allowed" in response.text.lower()
+
+
+async def test_a_repeated_document_is_validated_once(api, admin):
+    """Validation is cached per document; per-request limiter rules once made every request
+    a miss (validation was a fifth of a mutation's time)."""
+    from strawberry.extensions.validation_cache import _get_validate_cache
+
+    from graph.schema import DOCUMENT_CACHE_SIZE
+
+    cache = _get_validate_cache(DOCUMENT_CACHE_SIZE)
+    query = "{ me { id } projects { slug lastSeq } }"
+    await api.post(query)
+    before = cache.cache_info()
+    for _ in range(3):
+        assert "errors" not in await api.post(query)
+    after = cache.cache_info()
+    assert after.hits - before.hits == 3
+    assert after.misses == before.misses
