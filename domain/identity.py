@@ -259,7 +259,7 @@ class Identity:
                 user = await store.get_user(session, remembered[0])
             if user is not None and user.active and user.token_version == remembered[1]:
                 return Principal(user, None)
-            del self._basic_passwords[key]
+            self._basic_passwords.pop(key, None)
         await self.throttle.hit(username, client_address)
         async with self.db.read() as session:
             found = await store.get_user_by_username(session, username)
