@@ -59,6 +59,23 @@ async def open_board(browser, url: str, username: str, password: str = USER_PASS
     return page
 
 
+STORED_LOGIN = """() => new Promise((resolve, reject) => {
+    const opened = indexedDB.open("holdfast", 1);
+    opened.onupgradeneeded = () => opened.result.createObjectStore("auth");
+    opened.onerror = () => reject(opened.error);
+    opened.onsuccess = () => {
+        const read = opened.result.transaction("auth").objectStore("auth").get("holdfast.session");
+        read.onsuccess = () => resolve(read.result || null);
+    };
+})"""
+
+
+async def stored_refresh_token(page: Page) -> str | None:
+    """The refresh token the board keeps (IndexedDB, shared by the tabs of a browser)."""
+    record = await page.evaluate(STORED_LOGIN)
+    return record and record["refreshToken"]
+
+
 def row(page: Page, path: str):
     return page.locator(f'#locks tr[data-path="{path}"]')
 
@@ -145,7 +162,8 @@ async def test_two_people_see_each_other_live_and_the_board_survives_a_restart(
         await expect(alice.locator("#board-view")).to_be_hidden()
         await alice.reload()
         await expect(alice.get_by_label("Username")).to_be_visible()
-        assert await alice.evaluate("localStorage.getItem('holdfast.refreshToken')") is None
+        assert await stored_refresh_token(alice) is None
+        assert await alice.evaluate("localStorage.getItem('holdfast.accessToken')") is None
     finally:
         if other is not None:
             stop_server(other)
@@ -261,7 +279,8 @@ async def test_the_board_outlives_its_short_lived_access_tokens(browser, setting
     try:
         await make_users(running.url, "bob")
         page = await open_board(browser, running.url, "admin", ADMIN_PASSWORD)
-        first = await page.evaluate("localStorage.getItem('holdfast.refreshToken')")
+        first = await stored_refresh_token(page)
+        assert first is not None
         bob = Api(running.url)
         for index in range(4):
             await asyncio.sleep(1.5)
@@ -275,6 +294,33 @@ async def test_the_board_outlives_its_short_lived_access_tokens(browser, setting
         await expect(row(page, ARENA).locator(".holder")).to_have_text("admin (you)")
         await expect(page.locator("#live")).to_have_text("Live", timeout=5_000)
         await expect(page.locator("#error")).to_be_hidden()
-        assert await page.evaluate("localStorage.getItem('holdfast.refreshToken')") != first
+        assert await stored_refresh_token(page) not in (None, first)
+    finally:
+        stop_server(running)
+
+
+async def test_two_tabs_share_one_login_without_ending_it(browser, settings, tmp_path):
+    """Refresh tokens rotate and a reused one ends the login: two tabs refreshing 3-second
+    access tokens side by side must take turns, and both stay signed in."""
+    running = start_server(settings.replace(access_token_ttl=3), tmp_path / "server.log")
+    try:
+        first = await open_board(browser, running.url, "admin", ADMIN_PASSWORD)
+        second = await first.context.new_page()
+        await second.goto(f"{running.url}/")
+        await expect(second.locator("#live")).to_have_text("Live", timeout=10_000)
+        for index in range(4):
+            await asyncio.sleep(1.5)
+            for tab, name in ((first, "first"), (second, "second")):
+                await tab.get_by_label("Path", exact=True).fill(f"Tabs/{name}-{index}.umap")
+                await tab.get_by_label("Path", exact=True).press("Enter")
+        for tab in (first, second):
+            for index in range(4):
+                for name in ("first", "second"):
+                    await expect(row(tab, f"Tabs/{name}-{index}.umap")).to_be_visible()
+            await expect(tab.locator("#error")).to_be_hidden()
+            await expect(tab.locator("#board-view")).to_be_visible()
+        await second.reload()
+        await expect(second.locator("#live")).to_have_text("Live", timeout=10_000)
+        await expect(second.locator("#counts")).to_have_text("8 locks · 8 yours")
     finally:
         stop_server(running)
