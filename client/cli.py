@@ -55,12 +55,16 @@ def _project(args: argparse.Namespace, config: Config) -> str:
     )
 
 
-def _session(args: argparse.Namespace) -> Session:
-    config = Config.load()
+def _server(args: argparse.Namespace, config: Config, hint: str) -> str:
     server = args.server or os.environ.get("HOLDFAST_SERVER") or config.server
     if not server:
-        raise CliError("no server: run `holdfast login --server URL` (or set HOLDFAST_SERVER)")
-    server = base_url(server)
+        raise CliError(f"no server: {hint} (or set HOLDFAST_SERVER)")
+    return server
+
+
+def _session(args: argparse.Namespace) -> Session:
+    config = Config.load()
+    server = base_url(_server(args, config, "run `holdfast login --server URL`"))
     # The stored token goes only to the server it was made for.
     token = os.environ.get("HOLDFAST_TOKEN") or (config.token if config.server == server else None)
     if not token:
@@ -115,10 +119,7 @@ def _ask_credentials(args: argparse.Namespace) -> tuple[str, str]:
 
 def login(args: argparse.Namespace) -> int:
     config = Config.load()
-    server = args.server or os.environ.get("HOLDFAST_SERVER") or config.server
-    if not server:
-        raise CliError("give the server: holdfast login --server URL")
-    api = Api(server)
+    api = Api(_server(args, config, "give it: holdfast login --server URL"))
     if args.token:
         me = api.call("{ me { username } }", token=args.token)["me"]
         if me is None:

@@ -237,6 +237,19 @@ class Identity:
             raise Unauthenticated("the access token has been revoked")
         return Principal(user, datetime.fromtimestamp(claims["exp"], UTC))
 
+    async def _check_password(
+        self, username: str, password: str, client_address: str | None
+    ) -> User:
+        """The active user with this username and password; every check counts against the
+        login limit, and an unknown user costs the same hash check as a wrong password."""
+        await self.throttle.hit(username, client_address)
+        async with self.db.read() as session:
+            found = await store.get_user_by_username(session, username)
+        valid = await self._verify(found.password_hash if found else self._dummy_hash, password)
+        if found is None or not valid or not found.active:
+            raise Unauthenticated(LOGIN_FAILED)
+        return found
+
     async def authenticate_basic(
         self, username: str, secret: str, client_address: str | None
     ) -> Principal:
@@ -260,12 +273,7 @@ class Identity:
             if user is not None and user.active and user.token_version == remembered[1]:
                 return Principal(user, None)
             self._basic_passwords.pop(key, None)
-        await self.throttle.hit(username, client_address)
-        async with self.db.read() as session:
-            found = await store.get_user_by_username(session, username)
-        valid = await self._verify(found.password_hash if found else self._dummy_hash, secret)
-        if found is None or not valid or not found.active:
-            raise Unauthenticated(LOGIN_FAILED)
+        found = await self._check_password(username, secret, client_address)
         if len(self._basic_passwords) >= BASIC_PASSWORDS_KEPT:
             self._basic_passwords.clear()
         self._basic_passwords[key] = (
@@ -276,14 +284,7 @@ class Identity:
         return Principal(found, None)
 
     async def login(self, username: str, password: str, client_address: str | None) -> Session:
-        await self.throttle.hit(username, client_address)
-        async with self.db.read() as session:
-            found = await store.get_user_by_username(session, username)
-        if found is None:
-            await self._verify(self._dummy_hash, password)
-            raise Unauthenticated(LOGIN_FAILED)
-        if not await self._verify(found.password_hash, password) or not found.active:
-            raise Unauthenticated(LOGIN_FAILED)
+        found = await self._check_password(username, password, client_address)
         new_hash = None
         if self._hasher.check_needs_rehash(found.password_hash):
             new_hash = await self._hash(password)

@@ -78,6 +78,11 @@ def _paths(raw_paths: Iterable[str]) -> list[str]:
     return paths
 
 
+def is_expired(lock: Lock, now: datetime) -> bool:
+    """Past its TTL: it blocks no one, even before the expiry job releases it."""
+    return lock.expires_at is not None and lock.expires_at <= now
+
+
 def by_key(paths: list[str], case_sensitive: bool) -> dict[str, str]:
     """Paths by their key, in order; of paths that differ only in case the first is kept."""
     keys: dict[str, str] = {}
@@ -206,11 +211,7 @@ class Locks:
 
         async def work(session, project, now):
             keys, existing = await _locks_by_key(session, project, paths)
-            expired = [
-                lock
-                for lock in existing.values()
-                if lock.expires_at is not None and lock.expires_at <= now
-            ]
+            expired = [lock for lock in existing.values() if is_expired(lock, now)]
             changes = await self._release(session, project, expired, EventKind.EXPIRED, None, now)
             for lock in expired:
                 del existing[lock.path_key]
@@ -284,7 +285,7 @@ class Locks:
 
         async def work(session, project, now):
             lock = await store.get_lock(session, project.id, lock_id)
-            if lock is None or (lock.expires_at is not None and lock.expires_at <= now):
+            if lock is None or is_expired(lock, now):
                 raise NotFound(f"no lock with id {lock_id}", field="id")
             changes, [held] = await self._release_held(session, project, [lock], actor, force, now)
             return changes, held
@@ -394,7 +395,7 @@ class Locks:
         [lock] = await store.locks_on_keys(
             session, project.id, [path_key(path, project.case_sensitive)]
         ) or [None]
-        if lock is None or (lock.expires_at is not None and lock.expires_at <= now):
+        if lock is None or is_expired(lock, now):
             raise NotFound(f"not locked: {path}", paths=[path])
         return lock
 
@@ -443,7 +444,7 @@ class Locks:
             acquired_before = None if auto_release_after is None else now - auto_release_after
 
             def why(lock: Lock) -> str:
-                if lock.expires_at is not None and lock.expires_at <= now:
+                if is_expired(lock, now):
                     return "the lock's time ran out"
                 return "released by the auto-release policy"
 
@@ -497,7 +498,7 @@ class Locks:
         async with self.db.read() as session:
             project = await find_project(session, slug)
             lock = await store.get_lock(session, project.id, lock_id)
-            if lock is None or (lock.expires_at is not None and lock.expires_at <= now):
+            if lock is None or is_expired(lock, now):
                 return project, None
             [held] = await self._held(session, [lock])
         return project, held
@@ -514,7 +515,7 @@ class Locks:
             locks = [
                 lock
                 for lock in await store.locks_on_keys(session, project.id, keys)
-                if lock.expires_at is None or lock.expires_at > now
+                if not is_expired(lock, now)
             ]
             held = {entry.lock.path_key: entry for entry in await self._held(session, locks)}
         return project, [held.get(key) for key in keys]
