@@ -44,12 +44,14 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
-async def insert_unless_exists(session, model: type[Base], key: str, **values) -> None:
-    """INSERT … ON CONFLICT (key) DO NOTHING, on SQLite and PostgreSQL alike."""
+async def insert_unless_exists(session, model: type[Base], key: str | None, **values) -> None:
+    """INSERT … ON CONFLICT (key) DO NOTHING, on SQLite and PostgreSQL alike (`key` None: the
+    primary key)."""
     if session.bind.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
+    columns = [key] if key else [column.key for column in model.__table__.primary_key]
     await session.execute(
-        insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
+        insert(model).values(**values).on_conflict_do_nothing(index_elements=columns)
     )

@@ -114,12 +114,12 @@ async def get_users(session: AsyncSession, user_ids: set[int]) -> list[User]:
 
 
 async def lock_user(session: AsyncSession, user_id: int, *, exclusive: bool) -> User | None:
-    """The user, with its row locked until commit: shared for a user acting, exclusive for
+    """The user, with its row locked until commit: key-shared for a user acting, exclusive for
     changing who they are (deactivation waits for their writes in flight, and theirs for it)."""
     query = (
         select(User)
         .where(User.id == user_id)
-        .with_for_update(read=not exclusive)
+        .with_for_update(read=not exclusive, key_share=not exclusive)
         .execution_options(populate_existing=True)
     )
     return (await session.execute(query)).scalar_one_or_none()

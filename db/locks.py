@@ -1,15 +1,16 @@
-"""Locks and their event log."""
+"""Locks (the holds of a project's paths) and their event log on the project's stream."""
 
 from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
     ForeignKey,
-    Index,
     String,
     UniqueConstraint,
-    delete,
+    case,
+    exists,
     func,
+    literal,
     or_,
     select,
 )
@@ -17,6 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base
+from db.engine import Database
+from db.identity import User
+from db.projects import Project
+from db.streams import HoldTable, StreamEvent, change_holds, insert_holds
 
 MAX_PATH_LENGTH = 1024
 
@@ -42,23 +47,16 @@ class Lock(Base):
     acquired_at: Mapped[datetime]
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
     fencing_token: Mapped[int] = mapped_column(BigInteger)
+    """The seq of the event that acquired it."""
     warned_at: Mapped[datetime | None]
     """When the holder was told the lock is about to expire (cleared by a renewal)."""
 
 
-class LockEvent(Base):
-    """One change to a lock, with a snapshot of the lock; `seq` is dense per project."""
+class LockEvent(StreamEvent, Base):
+    """One change to a lock, with a snapshot of the lock."""
 
     __tablename__ = "lock_events"
-    __table_args__ = (
-        UniqueConstraint("project_id", "seq"),
-        Index("ix_lock_events_at", "at"),
-    )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    seq: Mapped[int] = mapped_column(BigInteger)
-    kind: Mapped[str] = mapped_column(String(24))
     lock_id: Mapped[int]
     path: Mapped[str] = mapped_column(String(MAX_PATH_LENGTH))
     owner_id: Mapped[int]
@@ -68,15 +66,171 @@ class LockEvent(Base):
     acquired_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
     fencing_token: Mapped[int] = mapped_column(BigInteger)
-    actor_id: Mapped[int | None]
-    actor_username: Mapped[str | None] = mapped_column(String(64))
-    message: Mapped[str | None] = mapped_column(String(500))
-    at: Mapped[datetime]
+
+
+LOCKS = HoldTable(
+    hold=Lock,
+    event=LockEvent,
+    hold_ref="lock_id",
+    holder="owner_id",
+    holder_name="owner_username",
+    token="fencing_token",
+)
 
 
 def live(now: datetime):
     """Locks that have not expired by `now`."""
     return or_(Lock.expires_at.is_(None), Lock.expires_at > now)
+
+
+# -- writes: one statement each on PostgreSQL -------------------------------------------------
+
+
+def _open(project_id: int):
+    return ~exists(
+        select(Project.id).where(Project.id == project_id, Project.archived_at.is_not(None))
+    )
+
+
+async def take(
+    db: Database, stream_id: int, project_id: int, actor: User, locks: list[dict], at: datetime
+) -> list[LockEvent] | None:
+    """Insert these locks with ACQUIRED events. None — nothing written — when the actor is not
+    active or the project is archived; raises HoldTaken when a key is locked already."""
+    return await insert_holds(
+        db,
+        LOCKS,
+        stream_id=stream_id,
+        actor=actor,
+        rows=locks,
+        kind="ACQUIRED",
+        at=at,
+        guard=_open(project_id),
+    )
+
+
+def _on_keys(project_id: int, keys: list[str], now: datetime | None, owner_id: int | None):
+    """Locks on these keys (live at `now`, if given; of `owner_id`, if given)."""
+    condition = (Lock.project_id == project_id) & Lock.path_key.in_(keys)
+    if now is not None:
+        condition &= live(now)
+    if owner_id is not None:
+        condition &= Lock.owner_id == owner_id
+    return condition
+
+
+async def give_back(
+    db: Database,
+    stream_id: int,
+    project_id: int,
+    actor: User,
+    keys: list[str],
+    *,
+    force: bool,
+    at: datetime,
+) -> list[LockEvent] | None:
+    """Release the locks on every key (the actor's own unless `force`; expired or not):
+    RELEASED for the actor's, FORCE_RELEASED for others'. None — nothing written — unless
+    every key matched."""
+
+    def kind(held):
+        return case((held.owner_id == actor.id, literal("RELEASED")), else_="FORCE_RELEASED")
+
+    return await change_holds(
+        db,
+        LOCKS,
+        stream_id=stream_id,
+        actor=actor,
+        where=_on_keys(project_id, keys, None, None if force else actor.id),
+        expected=len(keys),
+        action="delete",
+        kind=kind,
+        at=at,
+    )
+
+
+async def give_back_by_id(
+    db: Database,
+    stream_id: int,
+    project_id: int,
+    actor: User,
+    lock_id: int,
+    *,
+    force: bool,
+    at: datetime,
+) -> list[LockEvent] | None:
+    condition = (Lock.project_id == project_id) & (Lock.id == lock_id) & live(at)
+    if not force:
+        condition &= Lock.owner_id == actor.id
+
+    def kind(held):
+        return case((held.owner_id == actor.id, literal("RELEASED")), else_="FORCE_RELEASED")
+
+    return await change_holds(
+        db,
+        LOCKS,
+        stream_id=stream_id,
+        actor=actor,
+        where=condition,
+        expected=1,
+        action="delete",
+        kind=kind,
+        at=at,
+    )
+
+
+async def extend(
+    db: Database,
+    stream_id: int,
+    project_id: int,
+    actor: User,
+    key: str,
+    expires_at: datetime,
+    at: datetime,
+) -> list[LockEvent] | None:
+    """The actor's live lock on `key` now expires at `expires_at` (RENEWED)."""
+    return await change_holds(
+        db,
+        LOCKS,
+        stream_id=stream_id,
+        actor=actor,
+        where=_on_keys(project_id, [key], at, actor.id),
+        expected=1,
+        action="update",
+        changes={"expires_at": expires_at, "warned_at": None},
+        kind="RENEWED",
+        at=at,
+        guard=_open(project_id),
+    )
+
+
+async def note(
+    db: Database,
+    stream_id: int,
+    project_id: int,
+    actor: User,
+    key: str,
+    kind: str,
+    message: str | None,
+    at: datetime,
+) -> list[LockEvent] | None:
+    """Record `kind` for someone else's live lock on `key`, changing nothing."""
+    where = _on_keys(project_id, [key], at, None) & (Lock.owner_id != actor.id)
+    return await change_holds(
+        db,
+        LOCKS,
+        stream_id=stream_id,
+        actor=actor,
+        where=where,
+        expected=1,
+        action="note",
+        kind=kind,
+        at=at,
+        message=message,
+    )
+
+
+# -- reads ------------------------------------------------------------------------------------
 
 
 async def locks_on_keys(session: AsyncSession, project_id: int, keys: list[str]) -> list[Lock]:
@@ -168,38 +322,3 @@ async def locks_to_warn(session: AsyncSession, now: datetime, until: datetime) -
         .with_for_update(skip_locked=True)
     )
     return list((await session.execute(query)).scalars().all())
-
-
-async def events_after(
-    session: AsyncSession,
-    project_id: int,
-    after_seq: int,
-    *,
-    through_seq: int | None = None,
-    limit: int | None = None,
-) -> list[LockEvent]:
-    query = (
-        select(LockEvent)
-        .where(LockEvent.project_id == project_id, LockEvent.seq > after_seq)
-        .order_by(LockEvent.seq)
-    )
-    if through_seq is not None:
-        query = query.where(LockEvent.seq <= through_seq)
-    if limit is not None:
-        query = query.limit(limit)
-    return list((await session.execute(query)).scalars().all())
-
-
-async def purge_events_before(session: AsyncSession, cutoff: datetime) -> dict[int, int]:
-    """Delete events older than `cutoff`; returns the highest seq removed per project."""
-    query = (
-        select(LockEvent.project_id, func.max(LockEvent.seq))
-        .where(LockEvent.at < cutoff)
-        .group_by(LockEvent.project_id)
-    )
-    purged = {project_id: seq for project_id, seq in (await session.execute(query)).all()}
-    for project_id, seq in purged.items():
-        await session.execute(
-            delete(LockEvent).where(LockEvent.project_id == project_id, LockEvent.seq <= seq)
-        )
-    return purged

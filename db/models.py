@@ -1,6 +1,6 @@
 """Every table, so `Base.metadata` is complete for Alembic and tests."""
 
-from db import identity, jobs, locks, notify, projects, server_state, settings
+from db import identity, jobs, locks, notify, projects, server_state, settings, streams
 from db.base import Base
 
 metadata = Base.metadata
@@ -14,4 +14,5 @@ __all__ = [
     "projects",
     "server_state",
     "settings",
+    "streams",
 ]

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, delete, select, update
+from sqlalchemy import ForeignKey, Index, String, Text, delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -55,11 +55,20 @@ async def set_status(
 
 
 class Watch(Base):
-    """A user wants mail when locks change under a path prefix ('' = the whole project)."""
+    """A user wants mail when locks change under a path prefix ('' = the whole project), from
+    `created_at` until `ended_at` (mail is written after the change, for those watching then)."""
 
     __tablename__ = "watches"
     __table_args__ = (
-        UniqueConstraint("user_id", "project_id", "path_prefix"),
+        Index(
+            "uq_watches_active",
+            "user_id",
+            "project_id",
+            "path_prefix",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 
@@ -68,25 +77,47 @@ class Watch(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     path_prefix: Mapped[str] = mapped_column(String(1024))
     created_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+    def active_at(self, moment: datetime) -> bool:
+        return self.created_at <= moment and (self.ended_at is None or moment < self.ended_at)
 
 
-async def watches_of_project(session: AsyncSession, project_id: int) -> list[Watch]:
-    query = select(Watch).where(Watch.project_id == project_id)
+async def watches_of_project(
+    session: AsyncSession, project_id: int, since: datetime
+) -> list[Watch]:
+    """The project's watches that were active at some moment from `since` on."""
+    query = select(Watch).where(
+        Watch.project_id == project_id, or_(Watch.ended_at.is_(None), Watch.ended_at > since)
+    )
     return list((await session.execute(query)).scalars().all())
 
 
 async def watches_of_user(session: AsyncSession, user_id: int) -> list[Watch]:
-    query = select(Watch).where(Watch.user_id == user_id).order_by(Watch.id)
+    query = (
+        select(Watch).where(Watch.user_id == user_id, Watch.ended_at.is_(None)).order_by(Watch.id)
+    )
     return list((await session.execute(query)).scalars().all())
 
 
-async def delete_watch(session: AsyncSession, user_id: int, project_id: int, prefix: str) -> bool:
+async def end_watch(
+    session: AsyncSession, user_id: int, project_id: int, prefix: str, at: datetime
+) -> bool:
     result = await session.execute(
-        delete(Watch).where(
-            Watch.user_id == user_id, Watch.project_id == project_id, Watch.path_prefix == prefix
+        update(Watch)
+        .where(
+            Watch.user_id == user_id,
+            Watch.project_id == project_id,
+            Watch.path_prefix == prefix,
+            Watch.ended_at.is_(None),
         )
+        .values(ended_at=at)
     )
     return result.rowcount == 1
+
+
+async def purge_ended_watches(session: AsyncSession, before: datetime) -> None:
+    await session.execute(delete(Watch).where(Watch.ended_at < before))
 
 
 async def active_users(session: AsyncSession) -> list[User]:

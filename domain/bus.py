@@ -1,10 +1,14 @@
-"""The event bus: Redis pub/sub across replicas, or in-process for the embedded default.
+"""The event bus: broadcaster, on Redis pub/sub, PostgreSQL LISTEN/NOTIFY or in-process.
 
-Our own thin layer on redis-py rather than broadcaster: broadcaster 0.3.1 (unmaintained) loses
-every message with redis-py 8 and never recovers from a Redis restart. Here one listener per
-process reads Redis and fans out to local queues; when the connection drops it reconnects with
-backoff, re-subscribes, and hands every subscriber `None` — "you may have missed messages" — so
-it can fill the gap from the database.
+broadcaster (the design's bus package) fans a channel out to local subscribers; the backends
+that talk to Redis and PostgreSQL are ours, because broadcaster 0.3.1's own lose every message
+with redis-py 8 and never recover from a dropped connection. Ours reconnect with backoff,
+re-subscribe, and then hand every subscribed channel a `None` message — "you may have missed
+messages" — so subscribers fill the gap from the database.
+
+`healthy` and `epoch` let per-process caches trust the bus only while it is connected: every
+reconnect starts a new epoch, and what was cached in an earlier one may have missed an
+invalidation.
 """
 
 from __future__ import annotations
@@ -14,103 +18,266 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import asyncpg
 import redis.asyncio as redis
+from broadcaster import Broadcast, BroadcastBackend, Event
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.engine import make_url
 
 logger = logging.getLogger("holdfast.bus")
 
 MAX_BACKOFF_SECONDS = 5.0
-_LOST = (RedisConnectionError, RedisTimeoutError, OSError)
+MAX_PAYLOAD_BYTES = 7000
+"""PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; publishers split below this."""
 
 
-class EventBus:
-    def __init__(self, redis_url: str | None, prefix: str = "holdfast") -> None:
-        self.redis_url = redis_url
-        self.prefix = prefix
-        self._queues: dict[str, set[asyncio.Queue[str | None]]] = {}
-        self._redis = redis.Redis.from_url(redis_url) if redis_url else None
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True) if self._redis else None
+class _Backend(BroadcastBackend):
+    """What our backends share: a queue of received events, the subscribed channels, and the
+    'may have missed messages' marker after a reconnect."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._channels: set[str] = set()
+        self.healthy = False
+        self.epoch = 0
+
+    def _set_healthy(self, healthy: bool) -> None:
+        if healthy and not self.healthy:
+            self.epoch += 1
+        self.healthy = healthy
+
+    def _lost_messages(self) -> None:
+        for channel in self._channels:
+            self._queue.put_nowait(Event(channel, None))
+
+    async def next_published(self) -> Event:
+        return await self._queue.get()
+
+
+class MemoryBackend(_Backend):
+    """One process: a published message goes straight to this process's subscribers."""
+
+    async def connect(self) -> None:
+        self._set_healthy(True)
+
+    async def disconnect(self) -> None:
+        self._set_healthy(False)
+
+    async def subscribe(self, channel: str) -> None:
+        self._channels.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+
+    async def publish(self, channel: str, message: Any) -> None:
+        if channel in self._channels:
+            self._queue.put_nowait(Event(channel, message))
+
+
+_REDIS_LOST = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class RedisBackend(_Backend):
+    """Redis pub/sub; one listener reads the subscription connection and survives restarts."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._redis = redis.Redis.from_url(url)
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         self._listener: asyncio.Task | None = None
 
     async def connect(self) -> None:
-        if self._redis is not None:
-            await self._redis.ping()
-            self._listener = asyncio.create_task(self._listen(), name="holdfast-bus")
+        await self._redis.ping()
+        self._set_healthy(True)
+        self._listener = asyncio.create_task(self._listen(), name="holdfast-bus-redis")
 
     async def disconnect(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *_LOST):
+            with contextlib.suppress(asyncio.CancelledError, *_REDIS_LOST):
                 await self._listener
-        if self._pubsub is not None:
-            with contextlib.suppress(*_LOST):
-                await self._pubsub.aclose()
-        if self._redis is not None:
-            await self._redis.aclose()
+        with contextlib.suppress(*_REDIS_LOST):
+            await self._pubsub.aclose()
+        await self._redis.aclose()
+        self._set_healthy(False)
 
-    async def publish(self, channel: str, message: str) -> None:
-        if self._redis is None:
-            self._dispatch(channel, message)
-        else:
-            await self._redis.publish(f"{self.prefix}:{channel}", message)
+    async def subscribe(self, channel: str) -> None:
+        self._channels.add(channel)
+        with contextlib.suppress(*_REDIS_LOST):  # the listener re-subscribes on reconnect
+            await self._pubsub.subscribe(channel)
 
-    def _dispatch(self, channel: str, message: str | None) -> None:
-        for queue in list(self._queues.get(channel, ())):
-            queue.put_nowait(message)
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        with contextlib.suppress(*_REDIS_LOST):
+            await self._pubsub.unsubscribe(channel)
 
-    @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[str | None]]:
-        """Messages on `channel`; `None` means some may have been lost (Redis reconnected)."""
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
-        first = not self._queues.get(channel)
-        self._queues.setdefault(channel, set()).add(queue)
-        try:
-            if first and self._pubsub is not None:
-                await self._pubsub.subscribe(f"{self.prefix}:{channel}")
+    async def publish(self, channel: str, message: Any) -> None:
+        await self._redis.publish(channel, message)
 
-            async def messages() -> AsyncIterator[str | None]:
-                while True:
-                    yield await queue.get()
-
-            yield messages()
-        finally:
-            self._queues[channel].discard(queue)
-            if not self._queues[channel]:
-                del self._queues[channel]
-                if self._pubsub is not None:
-                    with contextlib.suppress(*_LOST):
-                        await self._pubsub.unsubscribe(f"{self.prefix}:{channel}")
+    async def ping(self) -> None:
+        await self._redis.ping()
 
     async def _listen(self) -> None:
-        prefix = f"{self.prefix}:"
         backoff = 0.1
         lost = False
         while True:
             try:
-                if not self._pubsub.subscribed:
-                    await asyncio.sleep(0.1)
-                    continue
-                message = await self._pubsub.get_message(timeout=1.0)
                 if lost:
+                    await self._redis.ping()
+                    channels = set(self._channels)
+                    if channels:
+                        await self._pubsub.subscribe(*channels)
                     logger.warning("event bus reconnected to Redis")
                     lost, backoff = False, 0.1
-                    for channel in list(self._queues):
-                        self._dispatch(channel, None)
-                if message is None or message.get("type") != "message":
+                    self._set_healthy(True)
+                    self._lost_messages()
+                if not self._pubsub.subscribed:
+                    await asyncio.sleep(0.05)
                     continue
-                channel = message["channel"].decode()
-                if channel.startswith(prefix):
-                    self._dispatch(channel[len(prefix) :], message["data"].decode())
-            except _LOST as error:
+                message = await self._pubsub.get_message(timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    self._queue.put_nowait(
+                        Event(message["channel"].decode(), message["data"].decode())
+                    )
+            except _REDIS_LOST as error:
                 if not lost:
                     logger.warning("event bus lost Redis (%s); reconnecting", type(error).__name__)
+                    self._set_healthy(False)
                 lost = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
+
+class PostgresBackend(_Backend):
+    """PostgreSQL LISTEN/NOTIFY on a connection of its own, re-established when it drops."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(False)
+        self._listen: asyncpg.Connection | None = None
+        self._publish: asyncpg.Pool | None = None
+        self._watcher: asyncio.Task | None = None
+        self._closed = asyncio.Event()
+
+    async def connect(self) -> None:
+        self._publish = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4)
+        await self._open()
+        self._watcher = asyncio.create_task(self._watch(), name="holdfast-bus-postgres")
+
+    async def _open(self) -> None:
+        connection = await asyncpg.connect(self._dsn)
+        connection.add_termination_listener(lambda _: self._closed.set())
+        for channel in self._channels:
+            await connection.add_listener(channel, self._received)
+        self._listen = connection
+        self._closed.clear()
+        self._set_healthy(True)
+
+    def _received(self, _connection, _pid, channel: str, payload: str) -> None:
+        self._queue.put_nowait(Event(channel, payload))
+
+    async def _watch(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._closed.wait()
+            logger.warning("event bus lost PostgreSQL; reconnecting")
+            self._set_healthy(False)
+            while True:
+                try:
+                    await self._open()
+                    break
+                except (OSError, asyncpg.PostgresError) as error:
+                    logger.debug("bus reconnect failed: %s", type(error).__name__)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            backoff = 0.1
+            logger.warning("event bus reconnected to PostgreSQL")
+            self._lost_messages()
+
+    async def disconnect(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._listen is not None:
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                await self._listen.close()
+        if self._publish is not None:
+            await self._publish.close()
+        self._set_healthy(False)
+
+    async def subscribe(self, channel: str) -> None:
+        self._channels.add(channel)
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await self._listen.add_listener(channel, self._received)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await self._listen.remove_listener(channel, self._received)
+
+    async def publish(self, channel: str, message: Any) -> None:
+        await self._publish.execute("SELECT pg_notify($1, $2)", channel, message)
+
     async def ping(self) -> None:
-        """Raise when the bus's Redis does not answer."""
-        if self._redis is not None:
-            await self._redis.ping()
+        await self._publish.fetchval("SELECT 1")
+
+
+class EventBus:
+    """Channels of text messages across every replica (`url` None: this process only)."""
+
+    def __init__(self, url: str | None, prefix: str = "holdfast") -> None:
+        self.url = url
+        self.prefix = prefix
+        scheme = make_url(url).get_backend_name() if url else "memory"
+        if scheme in ("redis", "rediss"):
+            self.kind = "redis"
+            self._backend: _Backend = RedisBackend(url)
+        elif scheme in ("postgresql", "postgres"):
+            self.kind = "postgres"
+            self._backend = PostgresBackend(url)
+        else:
+            self.kind = "memory"
+            self._backend = MemoryBackend()
+        self._broadcast = Broadcast(backend=self._backend)
+
+    @property
+    def healthy(self) -> bool:
+        return self._backend.healthy
+
+    @property
+    def epoch(self) -> int:
+        return self._backend.epoch
+
+    async def connect(self) -> None:
+        await self._broadcast.connect()
+
+    async def disconnect(self) -> None:
+        await self._broadcast.disconnect()
+
+    def _channel(self, channel: str) -> str:
+        return f"{self.prefix}:{channel}"
+
+    async def publish(self, channel: str, message: str) -> None:
+        await self._broadcast.publish(self._channel(channel), message)
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[str | None]]:
+        """Messages on `channel`; `None` means some may have been lost (the bus reconnected)."""
+        async with self._broadcast.subscribe(self._channel(channel)) as subscriber:
+
+            async def messages() -> AsyncIterator[str | None]:
+                while True:
+                    event = await subscriber.get()
+                    yield event.message
+
+            yield messages()
+
+    async def ping(self) -> None:
+        """Raise when the bus's server does not answer."""
+        ping = getattr(self._backend, "ping", None)
+        if ping is not None:
+            await ping()

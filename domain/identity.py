@@ -2,8 +2,15 @@
 
 Access tokens are short-lived HS256 JWTs. Refresh tokens and API tokens are random strings
 stored only as SHA-256 digests; refresh tokens rotate, and reusing a rotated one revokes its
-whole family (the login it came from). Every request reloads its user, so deactivating a user
-or changing a password takes effect at once.
+whole family (the login it came from).
+
+Who a credential belongs to is kept per process (domain.caches): a change to a user (deactivated,
+password changed, role changed, deleted) or a revoked API token is announced after its commit,
+and every replica forgets at once, so revocation takes effect immediately without a database
+read on every request.
+
+Identity knows no area: an area that holds things for users registers what happens to them
+when a user is deactivated or deleted (`when_user_leaves`).
 """
 
 from __future__ import annotations
@@ -14,29 +21,36 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import identity as store
 from db import server_state
 from db.base import utcnow
 from db.engine import Database
 from db.identity import ApiToken, User
+from domain.access import Role, require_admin
+from domain.caches import SharedCache
 from domain.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from domain.mails import link_mail, notice_mail
 from domain.pagination import Page, decode_cursor, encode_cursor, page_size
 from domain.ratelimit import LoginThrottle
 
 if TYPE_CHECKING:
-    from domain.locks import Locks
     from domain.notify import Notifier
+
+UserLeaving = Callable[[AsyncSession, User, User, str], Awaitable[Callable[[], Awaitable[None]]]]
+"""Called inside the transaction that deactivates or deletes a user (the user's row locked for
+update) with (session, user, actor, reason): release what they hold, and return what to run
+after commit (publish the events)."""
 
 API_TOKEN_PREFIX = "hf_"
 ACCOUNT_TOKEN_PREFIX = "hfa_"
@@ -54,11 +68,6 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 MAX_TOKEN_NAME_LENGTH = 100
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    USER = "user"
 
 
 @dataclass(frozen=True)
@@ -133,25 +142,23 @@ async def shared_jwt_secret(db: Database) -> str:
         )
 
 
-def require_admin(actor: User) -> None:
-    if actor.role != Role.ADMIN:
-        raise Forbidden("only an admin may do this")
-
-
 class Identity:
     def __init__(
         self,
         db: Database,
         config: IdentityConfig,
         throttle: LoginThrottle,
-        locks: Locks,
         notifier: Notifier,
+        principals: SharedCache,
     ) -> None:
         self.db = db
         self.config = config
         self.throttle = throttle
-        self.locks = locks
         self.notifier = notifier
+        self.principals = principals
+        """Who each recently seen credential belongs to, and users by id."""
+        self._leaving: list[UserLeaving] = []
+        self._touched: dict[int, datetime] = {}
         self._hasher = PasswordHasher(
             time_cost=config.password_time_cost, memory_cost=config.password_memory_kib
         )
@@ -203,9 +210,40 @@ class Identity:
         access_token, expires_at = self._access_token(user, now)
         return Session(access_token, expires_at, refresh_token, user)
 
+    def when_user_leaves(self, hook: UserLeaving) -> None:
+        self._leaving.append(hook)
+
+    async def _forget_user(self, user_id: int) -> None:
+        await self.principals.forget(f"user:{user_id}")
+
     async def authenticate(self, bearer: str) -> Principal:
         """The active user a bearer credential (JWT or API token) belongs to."""
+        key = ("bearer", digest(bearer))
         now = utcnow()
+        cached = self.principals.get(key)
+        if cached is not None and (cached[0].expires_at is None or cached[0].expires_at > now):
+            principal, token_id = cached
+            if token_id is not None:
+                await self._touch(token_id, now)
+            return principal
+        generation = self.principals.generation
+        principal, token_id = await self._authenticate(bearer, now)
+        tags = [f"user:{principal.user.id}"] + ([f"token:{token_id}"] if token_id else [])
+        self.principals.put(key, (principal, token_id), tags, generation)
+        return principal
+
+    async def _touch(self, token_id: int, now: datetime) -> None:
+        """Record that an API token was used (at most once a minute per token)."""
+        last = self._touched.get(token_id)
+        if last is not None and now - last <= API_TOKEN_TOUCH_INTERVAL:
+            return
+        self._touched[token_id] = now
+        if len(self._touched) > BASIC_PASSWORDS_KEPT:
+            self._touched = {token_id: now}
+        async with self.db.transaction() as session:
+            await store.touch_api_token(session, token_id, now)
+
+    async def _authenticate(self, bearer: str, now: datetime) -> tuple[Principal, int | None]:
         if bearer.startswith(API_TOKEN_PREFIX):
             async with self.db.read() as session:
                 token = await store.get_api_token(session, digest(bearer))
@@ -214,10 +252,10 @@ class Identity:
                 user = await store.get_user(session, token.user_id)
             if user is None or not user.active:
                 raise Unauthenticated("the API token's user is not active")
-            if token.last_used_at is None or now - token.last_used_at > API_TOKEN_TOUCH_INTERVAL:
-                async with self.db.transaction() as session:
-                    await store.touch_api_token(session, token.id, now)
-            return Principal(user, token.expires_at)
+            if token.last_used_at is not None:
+                self._touched.setdefault(token.id, token.last_used_at)
+            await self._touch(token.id, now)
+            return Principal(user, token.expires_at), token.id
         try:
             claims = jwt.decode(
                 bearer,
@@ -231,23 +269,36 @@ class Identity:
             raise Unauthenticated("the access token has expired", reason="expired") from None
         except (jwt.InvalidTokenError, ValueError):
             raise Unauthenticated("the access token is invalid") from None
-        async with self.db.read() as session:
-            user = await store.get_user(session, user_id)
+        user = await self._user(user_id)
         if user is None or not user.active or claims.get("ver") != user.token_version:
             raise Unauthenticated("the access token has been revoked")
-        return Principal(user, datetime.fromtimestamp(claims["exp"], UTC))
+        return Principal(user, datetime.fromtimestamp(claims["exp"], UTC)), None
+
+    async def _user(self, user_id: int) -> User | None:
+        """The user as stored (cached in this process until they change)."""
+        key = ("user", user_id)
+        user = self.principals.get(key)
+        if user is None:
+            generation = self.principals.generation
+            async with self.db.read() as session:
+                user = await store.get_user(session, user_id)
+            if user is not None:
+                self.principals.put(key, user, [f"user:{user_id}"], generation)
+        return user
 
     async def _check_password(
         self, username: str, password: str, client_address: str | None
     ) -> User:
-        """The active user with this username and password; every check counts against the
-        login limit, and an unknown user costs the same hash check as a wrong password."""
-        await self.throttle.hit(username, client_address)
+        """The active user with this username and password. A failure counts against the
+        sign-in limits of the account and the address (domain.ratelimit); an unknown user costs
+        the same hash check as a wrong password."""
+        attempt = await self.throttle.attempt(username, client_address)
         async with self.db.read() as session:
             found = await store.get_user_by_username(session, username)
         valid = await self._verify(found.password_hash if found else self._dummy_hash, password)
         if found is None or not valid or not found.active:
             raise Unauthenticated(LOGIN_FAILED)
+        await attempt.succeeded()
         return found
 
     async def authenticate_basic(
@@ -268,8 +319,7 @@ class Identity:
         key = hmac.digest(self._basic_key, f"{username.lower()}\0{secret}".encode(), "sha256")
         remembered = self._basic_passwords.get(key)
         if remembered is not None and remembered[2] > time.monotonic():
-            async with self.db.read() as session:
-                user = await store.get_user(session, remembered[0])
+            user = await self._user(remembered[0])
             if user is not None and user.active and user.token_version == remembered[1]:
                 return Principal(user, None)
             self._basic_passwords.pop(key, None)
@@ -294,7 +344,10 @@ class Identity:
                 raise Unauthenticated(LOGIN_FAILED)
             if new_hash is not None:
                 user.password_hash = new_hash
-            return await self._start_session(session, user, secrets.token_hex(16), utcnow())
+            session_ = await self._start_session(session, user, secrets.token_hex(16), utcnow())
+        if new_hash is not None:
+            await self._forget_user(user.id)
+        return session_
 
     async def refresh(self, refresh_token: str) -> Session:
         now = utcnow()
@@ -366,7 +419,7 @@ class Identity:
         """Create one's own account when registration is open, and sign in."""
         if not self.config.registration_open:
             raise Forbidden("registration is closed; ask an admin for an account")
-        await self.throttle.hit(username, client_address)
+        await self.throttle.hit("register", username, client_address)
         user = await self._new_user(username, email, password, Role.USER)
         async with self.db.transaction() as session:
             return await self._start_session(session, user, secrets.token_hex(16), utcnow())
@@ -440,18 +493,23 @@ class Identity:
                 raise Conflict("the last active admin cannot be demoted or deactivated")
             if role is not None:
                 user.role = role.value
-            released = []
+            after = []
             if active is not None:
                 if user.active and not active:
                     user.token_version += 1
                     await store.revoke_user_refresh_tokens(session, user.id, now)
-                    released = await self.locks.release_all_of_user(
+                    after = await self._user_leaves(
                         session, user, actor, "the holder's account was deactivated"
                     )
                 user.active = active
             await session.flush()
-        await self.locks.publish_after_commit(released)
+        await self._forget_user(user.id)
+        for publish in after:
+            await publish()
         return user
+
+    async def _user_leaves(self, session, user: User, actor: User, reason: str) -> list:
+        return [await hook(session, user, actor, reason) for hook in self._leaving]
 
     async def delete_user(self, actor: User, user_id: int) -> None:
         require_admin(actor)
@@ -465,11 +523,13 @@ class Identity:
                 and await store.count_active_admins(session, lock=True) <= 1
             ):
                 raise Conflict("the last active admin cannot be deleted")
-            released = await self.locks.release_all_of_user(
+            after = await self._user_leaves(
                 session, user, actor, "the holder's account was deleted"
             )
             await store.delete_user(session, user)
-        await self.locks.publish_after_commit(released)
+        await self._forget_user(user_id)
+        for publish in after:
+            await publish()
 
     async def _set_password(self, session, user: User, password_hash: str) -> None:
         user.password_hash = password_hash
@@ -486,7 +546,8 @@ class Identity:
             if user is None:
                 raise NotFound(f"no user with id {user_id}")
             await self._set_password(session, user, password_hash)
-            return user
+        await self._forget_user(user_id)
+        return user
 
     async def change_password(
         self, actor: User, current_password: str, new_password: str, client_address: str | None
@@ -496,16 +557,19 @@ class Identity:
         Throttled like login: a stolen access token must not become a password oracle.
         """
         validate_password(new_password, field="newPassword")
-        await self.throttle.hit(actor.username, client_address)
+        attempt = await self.throttle.attempt(actor.username, client_address)
         if not await self._verify(actor.password_hash, current_password):
             raise BadUserInput("the current password is wrong", field="currentPassword")
+        await attempt.succeeded()
         password_hash = await self._hash(new_password)
         async with self.db.transaction() as session:
             user = await store.get_user(session, actor.id)
             if user is None or user.password_hash != actor.password_hash:
                 raise Conflict("the password changed meanwhile; sign in again")
             await self._set_password(session, user, password_hash)
-            return await self._start_session(session, user, secrets.token_hex(16), utcnow())
+            started = await self._start_session(session, user, secrets.token_hex(16), utcnow())
+        await self._forget_user(actor.id)
+        return started
 
     # -- links by mail: password reset, email change -------------------------------------
 
@@ -536,7 +600,7 @@ class Identity:
         whether or not one exists."""
         self._require_mail("Resetting a password")
         email = validate_email(email)
-        await self.throttle.hit(f"reset:{email.lower()}", client_address)
+        await self.throttle.hit("reset", email.lower(), client_address)
         async with self.db.transaction() as session:
             for user in await store.active_users_with_email(session, email):
                 token = await self._account_token(session, user, "password-reset")
@@ -559,6 +623,7 @@ class Identity:
             if user is None or not user.active:
                 raise BadUserInput("this link is invalid, used or expired", field="token")
             await self._set_password(session, user, password_hash)
+        await self._forget_user(user.id)
 
     async def request_email_change(
         self, actor: User, new_email: str, current_password: str
@@ -593,7 +658,8 @@ class Identity:
             )
             await self.notifier.queue(session, "email-changed", old_email, notice)
             await session.flush()
-            return user
+        await self._forget_user(user.id)
+        return user
 
     # -- API tokens ------------------------------------------------------------------------
 
@@ -630,3 +696,4 @@ class Identity:
         async with self.db.transaction() as session:
             if not await store.delete_api_token(session, token_id, actor.id):
                 raise NotFound(f"you have no API token with id {token_id}")
+        await self.principals.forget(f"token:{token_id}")

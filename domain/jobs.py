@@ -34,8 +34,8 @@ from db.base import utcnow
 from db.engine import Database
 from db.identity import User
 from db.jobs import Job, JobRun
+from domain.access import is_admin, require_admin
 from domain.errors import BadUserInput, Forbidden, NotFound
-from domain.identity import Role, require_admin
 
 logger = logging.getLogger("holdfast.jobs")
 
@@ -68,6 +68,7 @@ class Jobs:
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self._handlers: dict[str, Handler] = {}
         self._periodic: list[Periodic] = []
+        self._pollers: list[Callable[[], Awaitable[int]]] = []
 
     # -- registering and enqueueing ----------------------------------------------------------
 
@@ -78,6 +79,11 @@ class Jobs:
     def every(self, name: str, interval: timedelta, run: Callable[[], Awaitable[Any]]) -> None:
         """Run `run()` once per `interval` across the whole cluster."""
         self._periodic.append(Periodic(name, interval, run))
+
+    def poll(self, run: Callable[[], Awaitable[int]]) -> None:
+        """Run `run()` on every pass of every runner: work that finds itself (cheaply when
+        there is none) and keeps itself to one process, e.g. the mailer's cursors."""
+        self._pollers.append(run)
 
     async def enqueue(
         self,
@@ -116,7 +122,7 @@ class Jobs:
             job = await session.get(Job, job_id)
         if job is None:
             raise NotFound(f"no job with id {job_id}")
-        if job.created_by != actor.id and actor.role != Role.ADMIN:
+        if job.created_by != actor.id and not is_admin(actor):
             raise Forbidden("only its creator or an admin may see a job")
         return job
 
@@ -213,6 +219,11 @@ class Jobs:
         ran = 0
         for periodic in self._periodic:
             ran += await self._run_periodic(periodic)
+        for run in self._pollers:
+            try:
+                ran += bool(await run())
+            except Exception:
+                logger.exception("job poller %s failed", getattr(run, "__qualname__", run))
         while await self._run_one_job():
             ran += 1
         return ran

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from domain.lock_feed import LockChange
+from domain.streams import Change
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,7 @@ class Mail:
     html: str
 
 
-def lock_alert(change: LockChange, project_slug: str, public_url: str) -> Mail | None:
+def lock_alert(change: Change, project_slug: str, public_url: str) -> Mail | None:
     """What the holder of a lock is told when someone else (or time) acts on it; None:
     nothing to tell."""
     event, actor = change.event, change.actor
@@ -23,7 +23,7 @@ def lock_alert(change: LockChange, project_slug: str, public_url: str) -> Mail |
     if event.kind == "EXPIRED":
         subject = f"Your lock on {event.path} expired"
         lead = f"Your lock on {event.path} in {project_slug} was released: {event.message}."
-    elif actor is None or actor.id == change.owner.id:
+    elif actor is None or actor.id == change.holder.id:
         return None
     elif event.kind == "FORCE_RELEASED":
         subject = f"Your lock on {event.path} was released by {actor.username}"
@@ -74,12 +74,12 @@ def expiry_warning(path: str, project_slug: str, minutes: int, public_url: str) 
     )
 
 
-def watch_alert(change: LockChange, project_slug: str, public_url: str) -> Mail:
+def watch_alert(change: Change, project_slug: str, public_url: str) -> Mail:
     """For someone watching the path: who locked or unlocked it."""
     event, actor = change.event, change.actor
     board = f"{public_url.rstrip('/')}/?project={project_slug}"
     if event.kind == "ACQUIRED":
-        subject = f"{change.owner.username} locked {event.path}"
+        subject = f"{change.holder.username} locked {event.path}"
     else:
         subject = f"{event.path} is free again"
     who = actor.username if actor else "time"

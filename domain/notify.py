@@ -1,4 +1,10 @@
-"""Mail: written to an outbox in the transaction of the change that caused it, sent by a job.
+"""Mail: written to an outbox in a transaction, sent by a job.
+
+Mail about stream events (a lock force-released, a GPU overdue …) is not written by the write
+that made the event — that write is kept as short as the database allows. Instead the mailer
+follows every stream: once per cluster (a cursor row per stream, claimed with SKIP LOCKED), it
+reads the events after its cursor, lets the area's `mail` rule queue messages, and moves the
+cursor, all in one transaction, so each event is mailed about exactly once, even across crashes.
 
 Each message is sent at most once, whatever the number of replicas: it is marked `sending` in
 its own committed transaction before the SMTP conversation starts, and only a message still
@@ -18,21 +24,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import notify as store
 from db import projects as project_store
+from db import streams as stream_store
 from db.base import utcnow
 from db.engine import Database
-from db.identity import User, get_users
+from db.identity import User
 from db.notify import OutboxMessage, Watch
-from db.projects import Project
 from domain.jobs import Jobs
-from domain.lock_feed import LockChange
-from domain.mails import Mail, lock_alert, watch_alert
-from domain.paths import normalize_prefix, path_key
-from domain.projects import find_project
+from domain.mails import Mail
+from domain.paths import normalize_prefix
+from domain.projects import ProjectState, find_project
+from domain.streams import EventSource
 
 logger = logging.getLogger("holdfast.notify")
 
 SEND_JOB = "send-mail"
 SEND_ATTEMPTS = 5
+MAILER = "mail"
+EVENTS_PER_ROUND = 500
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,9 @@ class Notifier:
         self.db = db
         self.jobs = jobs
         self.config = config
+        self._sources: dict[str, EventSource] = {}
         jobs.handle(SEND_JOB, self._send_job)
+        jobs.poll(self.mail_about_events)
 
     @property
     def public_url(self) -> str:
@@ -85,57 +95,34 @@ class Notifier:
             )
         return message
 
-    async def lock_changes(
-        self, session: AsyncSession, project: Project, changes: list[LockChange]
-    ) -> None:
-        """Queue the mail these lock changes call for: to the holder when someone else (or
-        time) acted on their lock, and to watchers (per `alert_policy`) of what was locked or
-        released. Only active users get mail."""
-        alerts = [
-            (change, mail)
-            for change in changes
-            if (mail := lock_alert(change, project.slug, self.config.public_url)) is not None
-        ]
-        watched = await self._watchers(session, project, changes)
-        ids = {change.owner.id for change, _ in alerts} | {
-            user_id for users in watched.values() for user_id in users
-        }
-        users = {user.id: user for user in await get_users(session, ids) if user.active}
-        for change, mail in alerts:
-            if (holder := users.get(change.owner.id)) is not None:
-                await self.queue(session, f"lock-{change.event.kind.lower()}", holder.email, mail)
-        for change, watcher_ids in watched.items():
-            mail = watch_alert(change, project.slug, self.config.public_url)
-            for user_id in sorted(watcher_ids):
-                if (watcher := users.get(user_id)) is not None:
-                    await self.queue(session, "lock-watch", watcher.email, mail)
+    def mail_on(self, source: EventSource) -> None:
+        """Run `source.mail` for every event of the source's streams, once per cluster."""
+        self._sources[source.scope] = source
 
-    async def _watchers(
-        self, session: AsyncSession, project: Project, changes: list[LockChange]
-    ) -> dict[LockChange, set[int]]:
-        """Who to tell of each lock taken or released, besides the one who did it."""
-        watched_kinds = {"ACQUIRED", "RELEASED", "FORCE_RELEASED", "EXPIRED"}
-        relevant = [change for change in changes if change.event.kind in watched_kinds]
-        if self.config.alert_policy == "none" or not relevant:
-            return {}
-        if self.config.alert_policy == "everyone":
-            everyone = {user.id for user in await store.active_users(session)}
-            candidates = {change: set(everyone) for change in relevant}
-        else:
-            watches = await store.watches_of_project(session, project.id)
-            candidates = {
-                change: {
-                    watch.user_id
-                    for watch in watches
-                    if path_key(change.event.path, project.case_sensitive).startswith(
-                        path_key(watch.path_prefix, project.case_sensitive)
+    async def mail_about_events(self) -> int:
+        """One round of the mailer over every stream with unprocessed events; returns how many
+        events it processed (cheap, a read, when there are none)."""
+        async with self.db.read() as session:
+            behind = await stream_store.streams_behind(session, MAILER)
+        done = 0
+        for stream_id, scope in behind:
+            source = self._sources.get(scope.split(":", 1)[0])
+            async with self.db.transaction() as session:
+                cursor = await stream_store.claim_cursor(session, MAILER, stream_id)
+                if cursor is None:
+                    continue
+                stream = await stream_store.get_stream(session, stream_id)
+                cursor.seq = max(cursor.seq, stream.purged_through_seq)
+                changes = []
+                if source is not None and source.mail is not None:
+                    changes = await source.stored(
+                        session, stream_id, cursor.seq, limit=EVENTS_PER_ROUND
                     )
-                }
-                for change in relevant
-            }
-        for change, users in candidates.items():
-            users.discard(change.actor.id if change.actor else None)
-        return {change: users for change, users in candidates.items() if users}
+                    if changes:
+                        await source.mail(session, stream_id, changes)
+                cursor.seq = changes[-1].seq if changes else stream.last_seq
+                done += len(changes)
+        return done
 
     async def watch(self, actor: User, slug: str, raw_prefix: str) -> Watch:
         prefix = normalize_prefix(raw_prefix)
@@ -159,14 +146,14 @@ class Notifier:
         prefix = normalize_prefix(raw_prefix)
         async with self.db.transaction() as session:
             project = await find_project(session, slug)
-            return await store.delete_watch(session, actor.id, project.id, prefix)
+            return await store.end_watch(session, actor.id, project.id, prefix, utcnow())
 
-    async def watches(self, actor: User) -> list[tuple[Watch, Project]]:
+    async def watches(self, actor: User) -> list[tuple[Watch, ProjectState]]:
         async with self.db.read() as session:
             watches = await store.watches_of_user(session, actor.id)
             projects = {
-                project.id: project
-                for project in await project_store.list_projects(session, include_archived=True)
+                row[0].id: ProjectState(*row)
+                for row in await project_store.list_projects(session, include_archived=True)
             }
         return [(watch, projects[watch.project_id]) for watch in watches]
 

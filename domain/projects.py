@@ -1,16 +1,27 @@
-"""Projects: the namespaces locks live in. Admins create, rename and archive them."""
+"""Projects: the namespaces locks live in. Admins create, rename and archive them.
+
+Every process keeps the projects it has read (a lock request names its project by slug); a
+change is announced so every replica forgets the old version at once (domain.caches).
+"""
+
+from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import projects as store
 from db.base import utcnow
 from db.engine import Database
 from db.identity import User
 from db.projects import Project
+from domain.access import require_admin
+from domain.caches import SharedCache
 from domain.errors import BadUserInput, Conflict, NotFound
-from domain.identity import require_admin
 
 DEFAULT_PROJECT_SLUG = "default"
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -79,6 +90,15 @@ def validate_lfs_upstream_authorization(value: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class ProjectState:
+    """A project as read, with the seqs of its lock stream at that moment."""
+
+    project: Project
+    last_seq: int
+    purged_through_seq: int = 0
+
+
 async def ensure_project(db: Database, slug: str, name: str) -> Project:
     """The project with `slug`, created if missing (safe when replicas start together)."""
     async with db.transaction() as session:
@@ -91,24 +111,59 @@ async def ensure_project(db: Database, slug: str, name: str) -> Project:
         return project
 
 
-async def find_project(session, slug: str, *, for_update: bool = False) -> Project:
+def _not_found(slug: str) -> NotFound:
+    return NotFound(f"no project {slug!r}", field="project")
+
+
+async def find_project(session: AsyncSession, slug: str, *, for_update: bool = False) -> Project:
     project = await store.get_project_by_slug(session, slug.lower(), for_update=for_update)
     if project is None:
-        raise NotFound(f"no project {slug!r}", field="project")
+        raise _not_found(slug)
     return project
 
 
+async def project_state(session: AsyncSession, slug: str) -> ProjectState:
+    """The project and its stream's seqs, read together."""
+    found = await store.get_project_with_seq(session, slug.lower())
+    if found is None:
+        raise _not_found(slug)
+    return ProjectState(*found)
+
+
 class Projects:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache: SharedCache) -> None:
         self.db = db
+        self.cache = cache
 
     async def get(self, slug: str) -> Project | None:
         async with self.db.read() as session:
             return await store.get_project_by_slug(session, slug.lower())
 
-    async def list(self, include_archived: bool = False) -> list[Project]:
+    async def find(self, slug: str) -> ProjectState | None:
         async with self.db.read() as session:
-            return await store.list_projects(session, include_archived=include_archived)
+            found = await store.get_project_with_seq(session, slug.lower())
+        return None if found is None else ProjectState(*found)
+
+    async def cached(self, slug: str) -> Project:
+        """The project as this process last read it (NOT_FOUND when there is none)."""
+        key = slug.lower()
+        project = self.cache.get(key)
+        if project is None:
+            generation = self.cache.generation
+            project = await self.get(key)
+            if project is None:
+                raise _not_found(slug)
+            self.cache.put(key, project, [key], generation)
+        return project
+
+    async def state(self, slug: str) -> ProjectState:
+        async with self.db.read() as session:
+            return await project_state(session, slug)
+
+    async def list(self, include_archived: bool = False) -> list[ProjectState]:
+        async with self.db.read() as session:
+            rows = await store.list_projects(session, include_archived=include_archived)
+        return [ProjectState(*row) for row in rows]
 
     async def create(
         self,
@@ -118,7 +173,7 @@ class Projects:
         case_sensitive: bool = False,
         default_ttl_seconds: int | None = None,
         force_release_policy: ForceReleasePolicy = ForceReleasePolicy.ADMINS,
-    ) -> Project:
+    ) -> ProjectState:
         require_admin(actor)
         project = Project(
             slug=validate_slug(slug),
@@ -127,16 +182,17 @@ class Projects:
             default_ttl_seconds=validate_ttl(default_ttl_seconds, "defaultTtlSeconds"),
             force_release_policy=force_release_policy.value,
             created_at=utcnow(),
-            last_seq=0,
-            last_fencing_token=0,
-            purged_through_seq=0,
         )
-        async with self.db.transaction() as session:
-            if await store.get_project_by_slug(session, project.slug) is not None:
-                raise Conflict(f"the project {slug!r} exists already", field="slug")
-            session.add(project)
-            await session.flush()
-        return project
+        taken = Conflict(f"the project {slug!r} exists already", field="slug")
+        try:
+            async with self.db.transaction() as session:
+                if await store.get_project_by_slug(session, project.slug) is not None:
+                    raise taken
+                await store.add_project(session, project)
+        except IntegrityError:
+            raise taken from None
+        await self.cache.forget(project.slug)
+        return ProjectState(project, 0)
 
     async def update(
         self,
@@ -150,7 +206,7 @@ class Projects:
         archived: bool | None = None,
         lfs_upstream_url: str | None = None,
         lfs_upstream_authorization: str | None = None,
-    ) -> Project:
+    ) -> ProjectState:
         """Only what is given changes; an empty `lfs_upstream_url` or authorization clears it."""
         require_admin(actor)
         async with self.db.transaction() as session:
@@ -176,4 +232,6 @@ class Projects:
                     else None
                 )
             await session.flush()
-            return project
+            state = await project_state(session, project.slug)
+        await self.cache.forget(project.slug)
+        return state

@@ -23,9 +23,9 @@ from db.base import utcnow
 from db.engine import Database
 from db.identity import User
 from db.settings import RuntimeSetting, SettingChange
+from domain.access import require_admin
 from domain.bus import EventBus
 from domain.errors import BadUserInput
-from domain.identity import require_admin
 
 logger = logging.getLogger("holdfast.settings")
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from db.identity import User
+from domain.caches import SharedCache
 from domain.errors import BadUserInput, Unauthenticated
 from domain.identity import Identity, Principal
 from domain.jobs import Jobs
@@ -31,6 +32,7 @@ class Services:
     jobs: Jobs
     notifier: Notifier
     settings: RuntimeSettings
+    caches: tuple[SharedCache, ...] = ()
 
 
 @dataclass

@@ -8,13 +8,13 @@ import strawberry
 from strawberry.types import Info
 
 from db import identity as models
-from domain import identity
-from domain.lock_feed import UserRef
+from domain import access, identity
 from domain.pagination import Page
+from domain.people import UserRef
 from graph.context import Context, decode_id
 from graph.pagination import PageInfo
 
-Role = strawberry.enum(identity.Role, name="Role")
+Role = strawberry.enum(access.Role, name="Role")
 
 
 @strawberry.type

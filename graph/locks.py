@@ -9,11 +9,11 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from db import projects as project_models
 from domain.errors import BadUserInput
-from domain.lock_feed import LockChange
 from domain.locks import EventKind, HeldLock, Locks
 from domain.pagination import Page
+from domain.projects import ProjectState
+from domain.streams import Change
 from graph.context import Context
 from graph.identity import User
 from graph.pagination import PageInfo
@@ -65,14 +65,14 @@ class LockEvent:
     at: datetime
 
     @classmethod
-    def of(cls, change: LockChange, project: Project) -> LockEvent:
+    def of(cls, change: Change, project: Project) -> LockEvent:
         """The event, with the project as of this event (its lastSeq is the event's seq)."""
         event = change.event
         lock = Lock(
             id=strawberry.ID(str(event.lock_id)),
             project=dataclasses.replace(project, last_seq=event.seq),
             path=event.path,
-            owner=User.of_ref(change.owner),
+            owner=User.of_ref(change.holder),
             branch=event.branch,
             comment=event.comment,
             acquired_at=event.acquired_at,
@@ -106,8 +106,8 @@ class LockConnection:
     )
 
     @classmethod
-    def of(cls, page: Page[HeldLock], project: project_models.Project) -> LockConnection:
-        graph_project = Project.of(project)
+    def of(cls, page: Page[HeldLock], state: ProjectState) -> LockConnection:
+        graph_project = Project.of(state)
         return cls(
             edges=[
                 LockEdge(node=Lock.of(held, graph_project), cursor=cursor)
@@ -115,7 +115,7 @@ class LockConnection:
             ],
             page_info=PageInfo.of(page),
             total_count=page.total,
-            seq=project.last_seq,
+            seq=state.last_seq,
         )
 
 
@@ -289,7 +289,7 @@ class LockSubscription:
                 SLOW_SUBSCRIBER_CLOSE_CODE, "too slow: reconnect with since"
             ),
         )
-        graph_project = Project.of(found)
+        graph_project = Project.of(ProjectState(found, 0))
         try:
             async for change in changes:
                 yield shared_payload(change, lambda change: LockEvent.of(change, graph_project))

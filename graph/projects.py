@@ -5,7 +5,6 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from db import projects as models
 from domain import projects
 from graph.context import Context
 from graph.scalars import Long
@@ -37,7 +36,8 @@ class Project:
     )
 
     @classmethod
-    def of(cls, project: models.Project) -> Project:
+    def of(cls, state: projects.ProjectState) -> Project:
+        project = state.project
         return cls(
             id=strawberry.ID(str(project.id)),
             slug=project.slug,
@@ -46,7 +46,7 @@ class Project:
             archived=project.archived_at is not None,
             default_ttl_seconds=project.default_ttl_seconds,
             force_release_policy=ForceReleasePolicy(project.force_release_policy),
-            last_seq=project.last_seq,
+            last_seq=state.last_seq,
             lfs_upstream_url=project.lfs_upstream_url,
             has_lfs_upstream_authorization=bool(project.lfs_upstream_authorization),
         )
@@ -96,7 +96,7 @@ class ProjectQuery:
     @strawberry.field
     async def project(self, info: Info[Context, None], slug: str) -> Project | None:
         await info.context.require_viewer()
-        found = await info.context.services.projects.get(slug)
+        found = await info.context.services.projects.find(slug)
         return None if found is None else Project.of(found)
 
     @strawberry.field(description="Projects in slug order; archived ones only when asked.")

@@ -24,9 +24,11 @@ from starlette.staticfiles import StaticFiles
 from db import migrations
 from db.engine import Database
 from domain.bus import EventBus
+from domain.caches import SharedCache
+from domain.feeds import Feeds
+from domain.holds import Holds
 from domain.identity import Identity, IdentityConfig, shared_jwt_secret
 from domain.jobs import Jobs
-from domain.lock_feed import LockFeeds
 from domain.locks import Locks
 from domain.notify import MailConfig, Notifier
 from domain.projects import DEFAULT_PROJECT_SLUG, Projects, ensure_project
@@ -116,12 +118,18 @@ def announce_admin_password(username: str, password: str) -> None:
 
 async def start_services(settings: Settings, db: Database, bus: EventBus) -> Services:
     jwt_secret = settings.jwt_secret or await shared_jwt_secret(db)
-    feeds = LockFeeds(
+    feeds = Feeds(
         db,
         bus,
         queue_size=settings.subscriber_queue_size,
         check_interval=settings.live_resync_interval,
     )
+    holds = Holds(db, feeds)
+    principals = SharedCache(bus, "principals")
+    project_cache = SharedCache(bus, "projects")
+    for cache in (principals, project_cache):
+        await cache.start()
+    projects = Projects(db, project_cache)
     jobs = Jobs(db)
     notifier = Notifier(
         db,
@@ -137,7 +145,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
             alert_policy=settings.lock_alerts,
         ),
     )
-    locks = Locks(db, feeds, notifier)
+    locks = Locks(db, holds, projects, notifier)
     identity = Identity(
         db,
         IdentityConfig(
@@ -149,11 +157,14 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
             password_memory_kib=settings.password_hash_memory_kib,
         ),
         LoginThrottle(
-            limits_storage(settings.redis_url, settings.redis_prefix), settings.login_rate_limit
+            limits_storage(settings.redis_url, settings.redis_prefix),
+            settings.login_rate_limit,
+            settings.login_address_rate_limit,
         ),
-        locks,
         notifier,
+        principals,
     )
+    identity.when_user_leaves(locks.release_all_of_user)
     created, generated = await identity.ensure_admin(
         settings.admin_username, settings.admin_email, settings.admin_password
     )
@@ -205,11 +216,12 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
     jobs.every("lock-expiry", timedelta(seconds=settings.lock_expiry_interval), expire_due)
     return Services(
         identity=identity,
-        projects=Projects(db),
+        projects=projects,
         locks=locks,
         jobs=jobs,
         notifier=notifier,
         settings=runtime,
+        caches=(principals, project_cache),
     )
 
 
@@ -221,7 +233,7 @@ async def running_services(
     if settings.migrate_on_start:
         await migrations.upgrade(settings.database_url)
     db = Database(settings.database_url)
-    bus = EventBus(settings.redis_url, settings.redis_prefix)
+    bus = EventBus(settings.bus_url, settings.redis_prefix)
     services = runner = None
     try:
         await bus.connect()
@@ -238,6 +250,8 @@ async def running_services(
         if services is not None:
             await services.settings.stop()
             await services.locks.feeds.close()
+            for cache in services.caches:
+                await cache.stop()
         await bus.disconnect()
         await db.dispose()
 

@@ -40,10 +40,10 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = _settings()
     _check_admin_settings(settings)
-    if args.workers > 1 and settings.redis_url is None:
+    if args.workers > 1 and settings.bus_url is None:
         print(
-            "holdfast: --workers > 1 needs HOLDFAST_REDIS_URL: without Redis each worker would "
-            "keep its own live events and rate limits",
+            "holdfast: --workers > 1 needs a shared bus (HOLDFAST_REDIS_URL, or HOLDFAST_BUS="
+            "postgres on PostgreSQL): otherwise each worker keeps its own live events",
             file=sys.stderr,
         )
         return 2

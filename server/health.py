@@ -28,8 +28,10 @@ async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     checks = {"database": await _probe("database", state.db.ping)}
     checks["redis"] = (
-        await _probe("redis", state.bus.ping) if state.bus.redis_url else "not configured"
+        await _probe("redis", state.bus.ping) if state.bus.kind == "redis" else "not configured"
     )
+    if state.bus.kind == "postgres":
+        checks["bus"] = await _probe("bus", state.bus.ping)
     ready = all(value != "unavailable" for value in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", **checks}, status_code=200 if ready else 503

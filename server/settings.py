@@ -173,6 +173,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Redis for live events and rate limits across replicas; unset = in-process.",
     ),
     Setting(
+        "BUS",
+        _choice("auto", "memory", "redis", "postgres"),
+        "auto",
+        "Where live events travel between replicas: `redis`, `postgres` (LISTEN/NOTIFY on the "
+        "database), `memory` (one process); `auto` = redis when REDIS_URL is set, else memory.",
+    ),
+    Setting(
         "REDIS_PREFIX",
         _text,
         "holdfast",
@@ -217,7 +224,13 @@ SETTINGS: tuple[Setting, ...] = (
         "LOGIN_RATE_LIMIT",
         _rate,
         "10/minute",
-        "Login attempts allowed per username and per client address.",
+        "Failed sign-ins allowed per account (then RATE_LIMITED until the window ends).",
+    ),
+    Setting(
+        "LOGIN_ADDRESS_RATE_LIMIT",
+        _rate,
+        "50/minute",
+        "Failed sign-ins allowed per client address, over all accounts; successes never count.",
     ),
     Setting("PASSWORD_HASH_TIME_COST", _positive_int, 3, "Argon2id passes per password hash."),
     Setting("PASSWORD_HASH_MEMORY_KIB", _positive_int, 65536, "Argon2id memory per hash, KiB."),
@@ -307,6 +320,7 @@ _BY_NAME = {setting.name: setting for setting in SETTINGS}
 class Settings:
     database_url: str = field(repr=False)
     redis_url: str | None = field(repr=False)
+    bus: str
     redis_prefix: str
     jwt_secret: str | None = field(repr=False)
     access_token_ttl: int
@@ -322,6 +336,7 @@ class Settings:
     max_aliases: int
     max_tokens: int
     login_rate_limit: str
+    login_address_rate_limit: str
     password_hash_time_cost: int
     password_hash_memory_kib: int
     event_retention: int
@@ -343,6 +358,16 @@ class Settings:
     migrate_on_start: bool
     pinned: frozenset[str] = frozenset()
     """Names of the settings given by the environment."""
+
+    @property
+    def bus_url(self) -> str | None:
+        """Where the event bus connects (None: in this process only)."""
+        kind = self.bus if self.bus != "auto" else ("redis" if self.redis_url else "memory")
+        if kind == "redis":
+            return self.redis_url
+        if kind == "postgres":
+            return self.database_url
+        return None
 
     def replace(self, **changes: Any) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -387,4 +412,8 @@ def load_settings(
             raise SettingsError(f"{source}: {error} (got {shown})") from None
     if not values["admin_username"]:
         raise SettingsError(f"{ENV_PREFIX}ADMIN_USERNAME: must not be empty")
+    if values["bus"] == "redis" and not values["redis_url"]:
+        raise SettingsError(f"{ENV_PREFIX}BUS: redis needs {ENV_PREFIX}REDIS_URL")
+    if values["bus"] == "postgres" and not values["database_url"].startswith("postgresql"):
+        raise SettingsError(f"{ENV_PREFIX}BUS: postgres needs a PostgreSQL DATABASE_URL")
     return Settings(**values, pinned=frozenset(pinned))

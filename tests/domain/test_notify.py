@@ -85,6 +85,9 @@ async def test_the_holder_is_mailed_when_their_lock_is_force_released(mail_setti
         await client.data(ACQUIRE, mira)
         await client.data(REQUEST, admin)
         await client.data(FORCE, admin)
+        # The mailer writes mail after the changes commit: one round reads all three events.
+        assert await outbox(mail_settings) == []
+        assert await app.state.services.notifier.mail_about_events() == 3
         [request, forced] = await outbox(mail_settings)
         assert (request.status, forced.status) == ("pending", "pending")
         assert await app.state.services.jobs.run_pending() == 3  # two mails + expiry round
@@ -154,6 +157,7 @@ async def test_no_mail_when_you_act_on_your_own_lock(mail_settings, smtp_server)
         mira, _ = await holder_and_admin(client)
         await client.data(ACQUIRE, mira)
         await client.data(FORCE, mira)
+        assert await app.state.services.notifier.mail_about_events() == 2
     assert await outbox(mail_settings) == []
 
 
