@@ -5,12 +5,13 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     ForeignKey,
+    Integer,
     String,
     UniqueConstraint,
+    bindparam,
     case,
     exists,
     func,
-    literal,
     or_,
     select,
 )
@@ -21,7 +22,7 @@ from db.base import Base
 from db.engine import Database
 from db.identity import User
 from db.projects import Project
-from db.streams import HoldTable, StreamEvent, change_holds, insert_holds
+from db.streams import HoldTable, HotWrite, StreamEvent, constant, run_hot
 
 MAX_PATH_LENGTH = 1024
 
@@ -86,10 +87,55 @@ def live(now: datetime):
 # -- writes: one statement each on PostgreSQL -------------------------------------------------
 
 
-def _open(project_id: int):
-    return ~exists(
-        select(Project.id).where(Project.id == project_id, Project.archived_at.is_not(None))
-    )
+def _released_or_forced(held):
+    actor = bindparam("hf_actor", type_=Integer)
+    return case((held.owner_id == actor, constant("RELEASED")), else_=constant("FORCE_RELEASED"))
+
+
+_PROJECT = bindparam("p_project", type_=Integer)
+_OPEN = ~exists(select(Project.id).where(Project.id == _PROJECT, Project.archived_at.is_not(None)))
+"""The project is not archived."""
+_ON_KEYS = (Lock.project_id == _PROJECT) & Lock.path_key.in_(bindparam("p_keys", expanding=True))
+_OWNED = Lock.owner_id == bindparam("hf_actor", type_=Integer)
+_LIVE = or_(
+    Lock.expires_at.is_(None), Lock.expires_at > bindparam("hf_at", type_=Lock.expires_at.type)
+)
+
+TAKE = HotWrite(
+    LOCKS,
+    "take",
+    "ACQUIRED",
+    columns=(
+        "project_id",
+        "path",
+        "path_key",
+        "owner_id",
+        "branch",
+        "comment",
+        "acquired_at",
+        "expires_at",
+    ),
+    guard=_OPEN,
+)
+GIVE_BACK = HotWrite(LOCKS, "delete", _released_or_forced, where=_ON_KEYS & _OWNED)
+FORCE_BACK = HotWrite(LOCKS, "delete", _released_or_forced, where=_ON_KEYS)
+_BY_ID = (Lock.project_id == _PROJECT) & (Lock.id == bindparam("p_lock", type_=Integer)) & _LIVE
+GIVE_BACK_BY_ID = HotWrite(LOCKS, "delete", _released_or_forced, where=_BY_ID & _OWNED)
+FORCE_BACK_BY_ID = HotWrite(LOCKS, "delete", _released_or_forced, where=_BY_ID)
+EXTEND = HotWrite(
+    LOCKS,
+    "update",
+    "RENEWED",
+    columns=("expires_at", "warned_at"),
+    where=_ON_KEYS & _OWNED & _LIVE,
+    guard=_OPEN,
+)
+ASK = HotWrite(
+    LOCKS,
+    "note",
+    "RELEASE_REQUESTED",
+    where=_ON_KEYS & ~_OWNED & _LIVE,
+)
 
 
 async def take(
@@ -97,26 +143,15 @@ async def take(
 ) -> list[LockEvent] | None:
     """Insert these locks with ACQUIRED events. None — nothing written — when the actor is not
     active or the project is archived; raises HoldTaken when a key is locked already."""
-    return await insert_holds(
+    return await run_hot(
         db,
-        LOCKS,
+        TAKE,
         stream_id=stream_id,
         actor=actor,
-        rows=locks,
-        kind="ACQUIRED",
         at=at,
-        guard=_open(project_id),
+        rows=locks,
+        params={"p_project": project_id},
     )
-
-
-def _on_keys(project_id: int, keys: list[str], now: datetime | None, owner_id: int | None):
-    """Locks on these keys (live at `now`, if given; of `owner_id`, if given)."""
-    condition = (Lock.project_id == project_id) & Lock.path_key.in_(keys)
-    if now is not None:
-        condition &= live(now)
-    if owner_id is not None:
-        condition &= Lock.owner_id == owner_id
-    return condition
 
 
 async def give_back(
@@ -132,20 +167,14 @@ async def give_back(
     """Release the locks on every key (the actor's own unless `force`; expired or not):
     RELEASED for the actor's, FORCE_RELEASED for others'. None — nothing written — unless
     every key matched."""
-
-    def kind(held):
-        return case((held.owner_id == actor.id, literal("RELEASED")), else_="FORCE_RELEASED")
-
-    return await change_holds(
+    return await run_hot(
         db,
-        LOCKS,
+        FORCE_BACK if force else GIVE_BACK,
         stream_id=stream_id,
         actor=actor,
-        where=_on_keys(project_id, keys, None, None if force else actor.id),
-        expected=len(keys),
-        action="delete",
-        kind=kind,
         at=at,
+        expected=len(keys),
+        params={"p_project": project_id, "p_keys": keys},
     )
 
 
@@ -159,23 +188,14 @@ async def give_back_by_id(
     force: bool,
     at: datetime,
 ) -> list[LockEvent] | None:
-    condition = (Lock.project_id == project_id) & (Lock.id == lock_id) & live(at)
-    if not force:
-        condition &= Lock.owner_id == actor.id
-
-    def kind(held):
-        return case((held.owner_id == actor.id, literal("RELEASED")), else_="FORCE_RELEASED")
-
-    return await change_holds(
+    return await run_hot(
         db,
-        LOCKS,
+        FORCE_BACK_BY_ID if force else GIVE_BACK_BY_ID,
         stream_id=stream_id,
         actor=actor,
-        where=condition,
-        expected=1,
-        action="delete",
-        kind=kind,
         at=at,
+        expected=1,
+        params={"p_project": project_id, "p_lock": lock_id},
     )
 
 
@@ -189,18 +209,19 @@ async def extend(
     at: datetime,
 ) -> list[LockEvent] | None:
     """The actor's live lock on `key` now expires at `expires_at` (RENEWED)."""
-    return await change_holds(
+    return await run_hot(
         db,
-        LOCKS,
+        EXTEND,
         stream_id=stream_id,
         actor=actor,
-        where=_on_keys(project_id, [key], at, actor.id),
-        expected=1,
-        action="update",
-        changes={"expires_at": expires_at, "warned_at": None},
-        kind="RENEWED",
         at=at,
-        guard=_open(project_id),
+        expected=1,
+        params={
+            "p_project": project_id,
+            "p_keys": [key],
+            "set_expires_at": expires_at,
+            "set_warned_at": None,
+        },
     )
 
 
@@ -210,23 +231,19 @@ async def note(
     project_id: int,
     actor: User,
     key: str,
-    kind: str,
     message: str | None,
     at: datetime,
 ) -> list[LockEvent] | None:
-    """Record `kind` for someone else's live lock on `key`, changing nothing."""
-    where = _on_keys(project_id, [key], at, None) & (Lock.owner_id != actor.id)
-    return await change_holds(
+    """Record RELEASE_REQUESTED for someone else's live lock on `key`, changing nothing."""
+    return await run_hot(
         db,
-        LOCKS,
+        ASK,
         stream_id=stream_id,
         actor=actor,
-        where=where,
-        expected=1,
-        action="note",
-        kind=kind,
         at=at,
+        expected=1,
         message=message,
+        params={"p_project": project_id, "p_keys": [key]},
     )
 
 

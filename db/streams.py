@@ -15,7 +15,7 @@ stream, the holds.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,17 +27,16 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
-    cast,
-    column,
+    bindparam,
     delete,
     exists,
     func,
     insert,
-    literal,
+    literal_column,
     select,
     true,
+    union_all,
     update,
-    values,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -100,6 +99,12 @@ ENGINE_COLUMNS = frozenset(
 )
 
 
+def constant(text: str) -> ColumnElement[str]:
+    """A string from the code, written into the SQL (an anonymous bound literal in a CTE that
+    is read twice confuses SQLAlchemy's statement cache)."""
+    return literal_column("'" + text.replace("'", "''") + "'", String)
+
+
 def _names(model: type[Base]) -> list[str]:
     return [column.key for column in model.__table__.c]
 
@@ -132,25 +137,19 @@ class HoldTable:
                 raise TypeError(f"{self.event.__name__}.{name} has no source in {self.hold}")
 
     def event_columns(
-        self,
-        source,
-        *,
-        stream_id: int,
-        seq: ColumnElement,
-        kind: str | Callable[[Any], ColumnElement],
-        actor: User | None,
-        message: str | None,
-        at: datetime,
+        self, source, *, seq: ColumnElement, kind: str | Callable[[Any], ColumnElement]
     ) -> dict[str, ColumnElement]:
-        """SQL for each event column, from a hold row of `source` (a table or a CTE)."""
+        """SQL for each event column, from a hold row of `source` (a table or a CTE); the
+        engine's values are the parameters `hf_stream`, `hf_actor`, `hf_actor_name`,
+        `hf_message` and `hf_at`."""
         engine = {
-            "stream_id": literal(stream_id, Integer),
+            "stream_id": bindparam("hf_stream", type_=Integer),
             "seq": seq,
-            "kind": literal(kind, String) if isinstance(kind, str) else kind(source.c),
-            "actor_id": literal(actor.id if actor else None, Integer),
-            "actor_username": literal(actor.username if actor else None, String),
-            "message": literal(message, String),
-            "at": literal(at, self.event.__table__.c.at.type),
+            "kind": constant(kind) if isinstance(kind, str) else kind(source.c),
+            "actor_id": bindparam("hf_actor", type_=Integer),
+            "actor_username": bindparam("hf_actor_name", type_=String),
+            "message": bindparam("hf_message", type_=String),
+            "at": bindparam("hf_at", type_=self.event.__table__.c.at.type),
         }
         result = {}
         for name in _names(self.event):
@@ -163,7 +162,7 @@ class HoldTable:
             elif name == self.holder_name:
                 result[name] = func.coalesce(
                     select(User.username).where(User.id == source.c[self.holder]).scalar_subquery(),
-                    "(deleted)",
+                    constant("(deleted)"),
                 )
             else:
                 result[name] = source.c[name]
@@ -315,230 +314,253 @@ async def claim_cursor(session: AsyncSession, consumer: str, stream_id: int) -> 
 # -- the hot path: one statement -------------------------------------------------------------
 
 
-def _active(actor: User):
-    """The actor's row if they are still active, key-share locked: a deactivation (which locks
-    the row for update first) waits for this write, or this write sees it."""
-    return (
-        select(User.id)
-        .where(User.id == actor.id, User.active.is_(True))
-        .with_for_update(read=True, key_share=True)
-        .cte("actor")
-    )
+@dataclass(eq=False)
+class HotWrite:
+    """One kind of hot write on a hold table, its SQL built once and run with parameters.
 
+    `action`: `take` inserts holds (their token the seq of their event); `delete`, `update`
+    (the `columns`, from parameters `set_<column>`) and `note` (change nothing) act on the
+    holds matching `where`. `guard` must hold, or nothing is written. `where` and
+    `guard` are built with bound parameters, passed to `run` by name.
 
-def _advance(stream_id: int, count: int, gate, guard: ColumnElement[bool] | None):
-    condition = (Stream.id == stream_id) & exists(select(gate.c[0]))
-    if guard is not None:
-        condition &= guard
-    return (
-        update(Stream)
-        .where(condition)
-        .values(last_seq=Stream.last_seq + count)
-        .returning((Stream.last_seq - count).label("base"))
-        .cte("stream")
-    )
-
-
-def _events(table: HoldTable, rows: list) -> list:
-    return [table.event(**dict(row)) for row in rows]
-
-
-async def _may_write(session: AsyncSession, actor: User, guard) -> bool:
-    """SQLite: the actor is active and the guard holds (the transaction has the write lock)."""
-    if await session.scalar(select(User.active).where(User.id == actor.id)) is not True:
-        return False
-    return guard is None or bool(await session.scalar(select(guard)))
-
-
-async def _advance_sqlite(session: AsyncSession, stream_id: int, count: int) -> int:
-    """Take `count` seqs; returns the seq before the first."""
-    query = (
-        update(Stream)
-        .where(Stream.id == stream_id)
-        .values(last_seq=Stream.last_seq + count)
-        .returning(Stream.last_seq)
-    )
-    return (await session.execute(query)).scalar_one() - count
-
-
-async def insert_holds(
-    db: Database,
-    table: HoldTable,
-    *,
-    stream_id: int,
-    actor: User,
-    rows: list[dict[str, Any]],
-    kind: str,
-    at: datetime,
-    guard: ColumnElement[bool] | None = None,
-) -> list | None:
-    """Take these holds and record `kind` for each (with the seq as token, if the table has
-    one). Returns the events in seq order; None — nothing written — when the actor is no longer
-    active or `guard` is false. Raises HoldTaken when the database refuses a hold.
+    Built once because SQLAlchemy compiles a statement per distinct shape and caches the result
+    only for statements it can key: building this CTE afresh costs more than running it.
     """
-    try:
-        if db.dialect == "postgresql":
-            return await _insert_holds_postgresql(
-                db, table, stream_id, actor, rows, kind, at, guard
-            )
-        hold = table.hold.__table__
-        async with db.transaction() as session:
-            if not await _may_write(session, actor, guard):
-                return None
-            base = await _advance_sqlite(session, stream_id, len(rows))
-            given = [
-                {**row, **({table.token: base + index} if table.token else {})}
-                for index, row in enumerate(rows, 1)
-            ]
-            ids = list((await session.execute(insert(hold).returning(hold.c.id), given)).scalars())
-            seq = (
-                hold.c[table.token]
-                if table.token
-                else base + func.row_number().over(order_by=hold.c.id)
-            )
-            columns = table.event_columns(
-                hold, stream_id=stream_id, seq=seq, kind=kind, actor=actor, message=None, at=at
-            )
-            recorded = insert(table.event.__table__).from_select(
-                list(columns), select(*columns.values()).where(hold.c.id.in_(ids))
-            )
-            result = await session.execute(recorded.returning(*table.event.__table__.c))
-            return sorted(_events(table, result.mappings()), key=lambda event: event.seq)
-    except IntegrityError as error:
-        raise HoldTaken(str(error.orig)) from None
 
+    table: HoldTable
+    action: str
+    kind: str | Callable[[Any], ColumnElement]
+    columns: tuple[str, ...] = ()
+    """`take`: the hold columns each row gives; `update`: the columns it sets."""
+    where: ColumnElement[bool] | None = None
+    guard: ColumnElement[bool] | None = None
+    _built: dict[tuple, Any] = field(default_factory=dict)
 
-async def _insert_holds_postgresql(db, table, stream_id, actor, rows, kind, at, guard):
-    hold = table.hold.__table__
-    names = list(rows[0])
-    stream = _advance(stream_id, len(rows), _active(actor), guard)
-    given = values(
-        *(column(name, hold.c[name].type) for name in names),
-        column("ord", Integer),
-        name="given",
-    ).data([(*(row[name] for name in names), index) for index, row in enumerate(rows, 1)])
-    # Cast: VALUES gives an untyped NULL the type text.
-    targets, sources = list(names), [cast(given.c[name], hold.c[name].type) for name in names]
-    if table.token:
-        targets.append(table.token)
-        sources.append(stream.c.base + given.c.ord)
-    held = (
-        insert(hold)
-        .from_select(targets, select(*sources).select_from(stream).join(given, true()))
-        .returning(*hold.c)
-        .cte("held")
-    )
-    seq = (
-        held.c[table.token]
-        if table.token
-        else select(stream.c.base).scalar_subquery() + func.row_number().over(order_by=held.c.id)
-    )
-    columns = table.event_columns(
-        held, stream_id=stream_id, seq=seq, kind=kind, actor=actor, message=None, at=at
-    )
-    recorded = (
-        insert(table.event.__table__)
-        .from_select(list(columns), select(*columns.values()).select_from(held))
-        .returning(*table.event.__table__.c)
-        .cte("recorded")
-    )
-    async with db.autocommit() as connection:
-        result = await connection.execute(select(recorded).order_by(recorded.c.seq))
-        return _events(table, result.mappings()) or None
+    def __post_init__(self) -> None:
+        if self.action == "take" and self.table.token is None:
+            raise TypeError("a take needs a hold table with a token column")
 
+    def statement(self, dialect: str, part: str, rows: int = 0):
+        key = (dialect, part, rows)
+        if key not in self._built:
+            self._built[key] = getattr(self, f"_{part}")(rows)
+        return self._built[key]
 
-async def change_holds(
-    db: Database,
-    table: HoldTable,
-    *,
-    stream_id: int,
-    actor: User,
-    where: ColumnElement[bool],
-    expected: int,
-    action: str,
-    kind: str | Callable[[Any], ColumnElement],
-    at: datetime,
-    message: str | None = None,
-    changes: dict[str, Any] | None = None,
-    guard: ColumnElement[bool] | None = None,
-) -> list | None:
-    """Record `kind` for each hold matching `where`, and `delete` the holds, `update` them
-    with `changes`, or only `note` them.
+    # PostgreSQL: one statement, in autocommit.
 
-    All or nothing: returns the events in seq order, or None — nothing written — when not
-    exactly `expected` holds matched (or the actor is no longer active, or `guard` is false).
-    """
-    hold = table.hold.__table__
-    if db.dialect == "postgresql":
-        stream = _advance(stream_id, expected, _active(actor), guard)
-        started = exists(select(stream.c.base))
-        if action == "delete":
-            matched = delete(hold).where(where, started).returning(*hold.c).cte("held")
-        elif action == "update":
-            matched = (
-                update(hold).where(where, started).values(**changes).returning(*hold.c).cte("held")
-            )
-        else:
-            matched = (
-                select(hold)
-                .where(where, started)
-                .with_for_update(read=True, key_share=True)
-                .cte("held")
-            )
-        seq = stream.c.base + func.row_number().over(order_by=matched.c.id)
-        columns = table.event_columns(
-            matched, stream_id=stream_id, seq=seq, kind=kind, actor=actor, message=message, at=at
+    def _postgresql(self, rows: int):
+        hold = self.table.hold.__table__
+        gate = (
+            select(User.id)
+            .where(User.id == bindparam("hf_actor", type_=Integer), User.active.is_(True))
+            .with_for_update(read=True, key_share=True)
+            .cte("actor")
         )
+        count = bindparam("hf_count", type_=Integer)
+        condition = (Stream.id == bindparam("hf_stream", type_=Integer)) & exists(select(gate.c.id))
+        if self.guard is not None:
+            condition &= self.guard
+        stream = (
+            update(Stream)
+            .where(condition)
+            .values(last_seq=Stream.last_seq + count)
+            .returning((Stream.last_seq - count).label("base"))
+            .cte("stream")
+        )
+        if self.action == "take":
+            held = self._taken(hold, stream, rows)
+            seq = held.c[self.table.token]
+            source = select().select_from(held)
+        else:
+            started = exists(select(stream.c.base))
+            if self.action == "delete":
+                held = delete(hold).where(self.where, started).returning(*hold.c)
+            elif self.action == "update":
+                held = (
+                    update(hold)
+                    .where(self.where, started)
+                    .values({name: bindparam(f"set_{name}") for name in self.columns})
+                    .returning(*hold.c)
+                )
+            else:
+                held = (
+                    select(hold)
+                    .where(self.where, started)
+                    .with_for_update(read=True, key_share=True)
+                )
+            held = held.cte("held")
+            seq = stream.c.base + func.row_number().over(order_by=held.c.id)
+            source = select().select_from(held).join(stream, true())
+        columns = self.table.event_columns(held, seq=seq, kind=self.kind)
         recorded = (
-            insert(table.event.__table__)
-            .from_select(
-                list(columns),
-                select(*columns.values()).select_from(matched).join(stream, true()),
-            )
-            .returning(*table.event.__table__.c)
+            insert(self.table.event.__table__)
+            .from_select(list(columns), source.add_columns(*columns.values()))
+            .returning(*self.table.event.__table__.c)
             .cte("recorded")
         )
         counted = select(func.count()).select_from(recorded).scalar_subquery()
-        check = select(getattr(func, HOLD_CHECK_FUNCTION)(counted == expected).label("ok")).cte(
+        check = select(getattr(func, HOLD_CHECK_FUNCTION)(counted == count).label("ok")).cte(
             "checked"
         )
-        query = (
+        return (
             select(recorded)
             .select_from(check)
             .outerjoin(recorded, check.c.ok)
             .order_by(recorded.c.seq)
         )
-        try:
-            async with db.autocommit() as connection:
-                result = await connection.execute(query)
-                return _events(table, result.mappings())
-        except DBAPIError as error:
-            if getattr(error.orig, "sqlstate", None) == HOLD_CHECK_SQLSTATE:
-                return None
-            raise
-    async with db.transaction() as session:
-        if not await _may_write(session, actor, guard):
-            return None
-        ids = list(
-            (await session.execute(select(hold.c.id).where(where).order_by(hold.c.id))).scalars()
-        )
-        if len(ids) != expected:
-            return None
-        if action == "update":
-            await session.execute(update(hold).where(hold.c.id.in_(ids)).values(**changes))
-        base = await _advance_sqlite(session, stream_id, expected)
-        seq = base + func.row_number().over(order_by=hold.c.id)
-        columns = table.event_columns(
-            hold, stream_id=stream_id, seq=seq, kind=kind, actor=actor, message=message, at=at
-        )
-        event_rows = (
-            await session.execute(
-                insert(table.event.__table__)
-                .from_select(list(columns), select(*columns.values()).where(hold.c.id.in_(ids)))
-                .returning(*table.event.__table__.c)
+
+    def _taken(self, hold, stream, rows: int):
+        names = self.columns
+        given = union_all(
+            *(
+                select(
+                    *(
+                        bindparam(f"hf_{index}_{name}", type_=hold.c[name].type).label(name)
+                        for name in names
+                    ),
+                    literal_column(str(index), Integer).label("ord"),
+                )
+                for index in range(rows)
             )
-        ).mappings()
-        events = sorted(_events(table, event_rows), key=lambda event: event.seq)
-        if action == "delete":
-            await session.execute(delete(hold).where(hold.c.id.in_(ids)))
+        ).subquery("given")
+        targets = [*names, self.table.token]
+        sources = [*(given.c[name] for name in names), stream.c.base + given.c.ord + 1]
+        return (
+            insert(hold)
+            .from_select(targets, select(*sources).select_from(stream).join(given, true()))
+            .returning(*hold.c)
+            .cte("held")
+        )
+
+    # SQLite: a few statements in one BEGIN IMMEDIATE transaction (it holds the write lock).
+
+    def _may_write(self, rows: int):
+        active = (
+            select(User.id)
+            .where(User.id == bindparam("hf_actor", type_=Integer), User.active.is_(True))
+            .exists()
+        )
+        return select(active & self.guard if self.guard is not None else active)
+
+    def _advance(self, rows: int):
+        count = bindparam("hf_count", type_=Integer)
+        return (
+            update(Stream)
+            .where(Stream.id == bindparam("hf_stream", type_=Integer))
+            .values(last_seq=Stream.last_seq + count)
+            .returning(Stream.last_seq - count)
+        )
+
+    def _matched(self, rows: int):
+        hold = self.table.hold.__table__
+        return select(hold.c.id).where(self.where).order_by(hold.c.id)
+
+    def _insert(self, rows: int):
+        hold = self.table.hold.__table__
+        return insert(hold).returning(hold.c.id, sort_by_parameter_order=True)
+
+    def _changed(self, rows: int):
+        hold = self.table.hold.__table__
+        return (
+            update(hold)
+            .where(hold.c.id.in_(bindparam("hf_ids", expanding=True)))
+            .values({name: bindparam(f"set_{name}") for name in self.columns})
+        )
+
+    def _events(self, rows: int):
+        hold = self.table.hold.__table__
+        base = bindparam("hf_base", type_=Integer)
+        seq = (
+            hold.c[self.table.token]
+            if self.action == "take"
+            else base + func.row_number().over(order_by=hold.c.id)
+        )
+        columns = self.table.event_columns(hold, seq=seq, kind=self.kind)
+        chosen = select(*columns.values()).where(hold.c.id.in_(bindparam("hf_ids", expanding=True)))
+        return (
+            insert(self.table.event.__table__)
+            .from_select(list(columns), chosen)
+            .returning(*self.table.event.__table__.c)
+        )
+
+    def _deleted(self, rows: int):
+        hold = self.table.hold.__table__
+        return delete(hold).where(hold.c.id.in_(bindparam("hf_ids", expanding=True)))
+
+
+def _events_of(table: HoldTable, rows) -> list:
+    return sorted((table.event(**dict(row)) for row in rows), key=lambda event: event.seq)
+
+
+async def run_hot(
+    db: Database,
+    write: HotWrite,
+    *,
+    stream_id: int,
+    actor: User,
+    at: datetime,
+    expected: int = 0,
+    rows: list[dict[str, Any]] = (),
+    message: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> list | None:
+    """Run a hot write: the events it recorded, in seq order; or None — nothing written — when
+    the actor is no longer active, the guard is false, or not exactly `expected` holds matched
+    (`take`: `rows` is what to insert). Raises HoldTaken when the database refuses a hold."""
+    count = len(rows) if write.action == "take" else expected
+    values = {
+        **(params or {}),
+        "hf_stream": stream_id,
+        "hf_actor": actor.id,
+        "hf_actor_name": actor.username,
+        "hf_message": message,
+        "hf_at": at,
+        "hf_count": count,
+    }
+    try:
+        if db.dialect == "postgresql":
+            for index, row in enumerate(rows):
+                values.update({f"hf_{index}_{name}": value for name, value in row.items()})
+            try:
+                async with db.autocommit() as connection:
+                    result = await connection.execute(
+                        write.statement("postgresql", "postgresql", len(rows)), values
+                    )
+                    return _events_of(write.table, result.mappings()) or None
+            except DBAPIError as error:
+                if getattr(error.orig, "sqlstate", None) == HOLD_CHECK_SQLSTATE:
+                    return None
+                raise
+        return await _run_hot_sqlite(db, write, values, rows, count)
+    except IntegrityError as error:
+        raise HoldTaken(str(error.orig)) from None
+
+
+async def _run_hot_sqlite(db: Database, write: HotWrite, values: dict, rows, count: int):
+    table = write.table
+    async with db.transaction() as session:
+        if not await session.scalar(write.statement("sqlite", "may_write"), values):
+            return None
+        if write.action == "take":
+            base = (await session.execute(write.statement("sqlite", "advance"), values)).scalar()
+            given = [{**row, table.token: base + index} for index, row in enumerate(rows, 1)]
+            inserted = await session.execute(write.statement("sqlite", "insert"), given)
+            ids = list(inserted.scalars())
+        else:
+            ids = list(
+                (await session.execute(write.statement("sqlite", "matched"), values)).scalars()
+            )
+            if len(ids) != count:
+                return None
+            if write.action == "update":
+                await session.execute(
+                    write.statement("sqlite", "changed"), {**values, "hf_ids": ids}
+                )
+            base = (await session.execute(write.statement("sqlite", "advance"), values)).scalar()
+        recorded = await session.execute(
+            write.statement("sqlite", "events"), {**values, "hf_ids": ids, "hf_base": base}
+        )
+        events = _events_of(table, recorded.mappings())
+        if write.action == "delete":
+            await session.execute(write.statement("sqlite", "deleted"), {"hf_ids": ids})
         return events

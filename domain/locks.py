@@ -436,7 +436,6 @@ class Locks:
             project.id,
             actor,
             path_key(path, project.case_sensitive),
-            EventKind.RELEASE_REQUESTED,
             message,
             now,
         )

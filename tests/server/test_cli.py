@@ -1,13 +1,27 @@
 """`holdfast export-schema` and `holdfast migrate`; the committed schema.graphql is current and
 keeps the client contract."""
 
+import filecmp
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import ROOT
 from tests.server.test_settings import run_cli
 
-CONTRACT_CHECK = ROOT.parent / "shared" / "tools" / "check_contract.py"
+CONTRACT = ROOT / "tests" / "shared"
+"""A copy of ../shared's contract and its checker, so any clone can run the contract test."""
+SHARED = ROOT.parent / "shared"
+CONTRACT_CHECK = CONTRACT / "tools" / "check_contract.py"
+CONTRACT_FILES = [
+    "tools/check_contract.py",
+    "contract/schema.graphql",
+    *(
+        f"contract/areas/{path.name}"
+        for path in sorted((CONTRACT / "contract" / "areas").glob("*"))
+    ),
+]
 
 
 def test_committed_schema_matches_the_code():
@@ -18,8 +32,6 @@ def test_committed_schema_matches_the_code():
 
 
 def test_schema_honours_the_whole_client_contract():
-    if not CONTRACT_CHECK.exists():
-        raise AssertionError(f"the contract checker is missing: {CONTRACT_CHECK}")
     result = subprocess.run(
         [sys.executable, str(CONTRACT_CHECK), str(ROOT / "schema.graphql")],
         capture_output=True,
@@ -28,6 +40,21 @@ def test_schema_honours_the_whole_client_contract():
     )
     assert result.returncode == 0, result.stdout
     assert "contract: 0 missing, 0 different -> OK" in result.stdout
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is not beside this clone")
+def test_the_copy_of_the_contract_is_the_shared_one():
+    """Where ../shared is present, the copy in tests/shared is exactly it (new area files
+    included), so the contract test above checks what clients depend on."""
+    shared_areas = {path.name for path in (SHARED / "contract" / "areas").glob("*.graphql")}
+    copied_areas = {path.name for path in (CONTRACT / "contract" / "areas").glob("*.graphql")}
+    assert shared_areas == copied_areas, "copy ../shared/contract/areas into tests/shared"
+    stale = [
+        name
+        for name in CONTRACT_FILES
+        if not filecmp.cmp(SHARED / name, CONTRACT / name, shallow=False)
+    ]
+    assert stale == [], f"tests/shared is stale, copy these from ../shared: {stale}"
 
 
 def test_migrate_brings_an_empty_database_to_head(fresh_database):
