@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from datetime import UTC, datetime
 
 import asyncpg
-import httpx
 
-from bench.common import RESULTS, SECONDS, dsn, holdfast, summary, wrk
+from bench.common import RESULTS, SECONDS, RawConnection, dsn, holdfast, summary, wrk
 
 CLIENTS = 16
 BURST = 200
@@ -36,7 +36,7 @@ request = function()
   local body = '{"query":"mutation($p: String!) { acquireLock(project: \\\\"%s\\\\", path: $p) '
     .. '{ id } }","variables":{"p":"Bench/%s/%d.uasset"}}'
   return wrk.format("POST", "/graphql", nil,
-    string.format(body, "default", tostring(math.random(1, 1e9)), counter))
+    string.format(body, "default", tid, counter))
 end
 """
 
@@ -109,35 +109,36 @@ async def floor_burst(database_url: str) -> float:
 
 
 async def lfs_burst(server) -> dict:
-    """200 parallel `POST /lfs/default/locks` from one user with an API token (as the Unreal
-    Git LFS plugin locks a selection through git-lfs)."""
+    """200 parallel `POST /lfs/default/locks` from one user with an API token, as the Unreal
+    Git LFS plugin locks a selection through git-lfs: 200 open connections, one lock each."""
     credentials = base64.b64encode(f"admin:{server.api_token}".encode()).decode()
     headers = {
         "Authorization": f"Basic {credentials}",
         "Content-Type": "application/vnd.git-lfs+json",
         "Accept": "application/vnd.git-lfs+json",
     }
-    limits = httpx.Limits(max_connections=BURST, max_keepalive_connections=BURST)
-    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=120) as http:
-        # Warm the connections (and the credential check) first, as a running editor would be.
+    connections = await asyncio.gather(*(RawConnection.open(server.url) for _ in range(BURST)))
+    try:
+        # A running editor's connections and credentials are warm.
         await asyncio.gather(
-            *(http.get("/lfs/default/locks?limit=1", headers=headers) for _ in range(BURST))
+            *(c.request("GET", "/lfs/default/locks?limit=1", headers=headers) for c in connections)
         )
         latencies: list[float] = []
 
-        async def one(index: int) -> int:
+        async def one(index: int, connection: RawConnection) -> int:
+            body = json.dumps(
+                {"path": f"Content/Burst/{index}.uasset", "ref": {"name": "refs/heads/main"}}
+            ).encode()
             started = time.perf_counter()
-            answer = await http.post(
-                "/lfs/default/locks",
-                json={"path": f"Content/Burst/{index}.uasset", "ref": {"name": "refs/heads/main"}},
-                headers=headers,
-            )
+            status, _ = await connection.request("POST", "/lfs/default/locks", body, headers)
             latencies.append(time.perf_counter() - started)
-            return answer.status_code
+            return status
 
         started = time.perf_counter()
-        statuses = await asyncio.gather(*(one(index) for index in range(BURST)))
+        statuses = await asyncio.gather(*(one(i, c) for i, c in enumerate(connections)))
         wall = time.perf_counter() - started
+    finally:
+        await asyncio.gather(*(connection.close() for connection in connections))
     assert statuses == [201] * BURST, sorted(set(statuses))
     return {"wall_s": round(wall, 3), **summary(latencies)}
 

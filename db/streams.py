@@ -17,8 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
+import asyncpg
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -38,7 +40,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
@@ -418,13 +420,13 @@ class HotWrite:
                         bindparam(f"hf_{index}_{name}", type_=hold.c[name].type).label(name)
                         for name in names
                     ),
-                    literal_column(str(index), Integer).label("ord"),
+                    literal_column(str(index + 1), Integer).label("ord"),
                 )
                 for index in range(rows)
             )
         ).subquery("given")
         targets = [*names, self.table.token]
-        sources = [*(given.c[name] for name in names), stream.c.base + given.c.ord + 1]
+        sources = [*(given.c[name] for name in names), stream.c.base + given.c.ord]
         return (
             insert(hold)
             .from_select(targets, select(*sources).select_from(stream).join(given, true()))
@@ -488,8 +490,45 @@ class HotWrite:
         return delete(hold).where(hold.c.id.in_(bindparam("hf_ids", expanding=True)))
 
 
+@dataclass(frozen=True)
+class _Compiled:
+    """A statement as SQL for asyncpg itself, with the names of its $1, $2, … in order."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, statement, dialect) -> _Compiled:
+        compiled = statement.compile(dialect=dialect)
+        sql = compiled.string
+        names = [name for name in compiled.positiontup if not compiled.binds[name].expanding]
+        for name, bind in compiled.binds.items():
+            if bind.expanding:  # `IN (…a list…)` becomes `IN (SELECT unnest($n::type[]))`
+                names.append(name)
+                element = bind.type.compile(dialect=dialect)
+                sql = sql.replace(
+                    f"__[POSTCOMPILE_{name}]", f"SELECT unnest(${len(names)}::{element}[])"
+                )
+        return cls(sql, tuple(names))
+
+
+async def _fetch_postgresql(db: Database, write: HotWrite, rows: int, values: dict) -> list:
+    """Run the write's statement on a pooled connection through asyncpg directly: for a
+    statement this size SQLAlchemy's execution and result machinery cost more than the query."""
+    key = ("postgresql", "compiled", rows)
+    compiled = write._built.get(key)
+    if compiled is None:
+        statement = write.statement("postgresql", "postgresql", rows)
+        compiled = write._built[key] = _Compiled.of(statement, db.engine.dialect)
+    async with db.autocommit() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        return await driver.fetch(compiled.sql, *(values[name] for name in compiled.names))
+
+
 def _events_of(table: HoldTable, rows) -> list:
-    return sorted((table.event(**dict(row)) for row in rows), key=lambda event: event.seq)
+    """The recorded events as plain records (attribute access like the model's rows, without
+    the cost of ORM instances), in seq order."""
+    return sorted((SimpleNamespace(**dict(row)) for row in rows), key=lambda event: event.seq)
 
 
 async def run_hot(
@@ -517,20 +556,19 @@ async def run_hot(
         "hf_at": at,
         "hf_count": count,
     }
+    if db.dialect == "postgresql":
+        for index, row in enumerate(rows):
+            values.update({f"hf_{index}_{name}": value for name, value in row.items()})
+        try:
+            records = await _fetch_postgresql(db, write, len(rows), values)
+        except asyncpg.IntegrityConstraintViolationError as error:
+            raise HoldTaken(str(error)) from None
+        except asyncpg.PostgresError as error:
+            if error.sqlstate == HOLD_CHECK_SQLSTATE:
+                return None
+            raise
+        return _events_of(write.table, records) or None
     try:
-        if db.dialect == "postgresql":
-            for index, row in enumerate(rows):
-                values.update({f"hf_{index}_{name}": value for name, value in row.items()})
-            try:
-                async with db.autocommit() as connection:
-                    result = await connection.execute(
-                        write.statement("postgresql", "postgresql", len(rows)), values
-                    )
-                    return _events_of(write.table, result.mappings()) or None
-            except DBAPIError as error:
-                if getattr(error.orig, "sqlstate", None) == HOLD_CHECK_SQLSTATE:
-                    return None
-                raise
         return await _run_hot_sqlite(db, write, values, rows, count)
     except IntegrityError as error:
         raise HoldTaken(str(error.orig)) from None

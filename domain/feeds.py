@@ -72,27 +72,50 @@ class Feeds:
         self.check_interval = check_interval
         self._feeds: dict[int, StreamFeed] = {}
         self._cut_off: set[asyncio.Task] = set()
+        self._outgoing: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._publisher: asyncio.Task | None = None
+        self._sending = False
 
     async def publish(self, source: EventSource, stream_id: int, changes: list[Change]) -> None:
-        """Announce committed changes; a bus failure only delays delivery (feeds poll)."""
+        """Announce committed changes. The bus is told in the background, in commit order and
+        in as few round trips as it allows, so no request waits for it; a bus failure only
+        delays delivery (feeds poll the table)."""
         if not changes:
             return
-        messages, batch, size = [], [], 0
+        batch, size = [], 0
         for change in changes:
             encoded = source.encode(change)
             if batch and size + len(encoded) > MAX_MESSAGE_BYTES:
-                messages.append(batch)
+                self._send(stream_id, batch)
                 batch, size = [], 0
             batch.append(encoded)
             size += len(encoded) + 1
-        messages.append(batch)
-        try:
-            for batch in messages:
-                await self.bus.publish(
-                    channel(stream_id), (b"[" + b",".join(batch) + b"]").decode()
-                )
-        except Exception as error:
-            logger.warning("could not publish stream events: %s", type(error).__name__)
+        self._send(stream_id, batch)
+
+    def _send(self, stream_id: int, batch: list[bytes]) -> None:
+        self._outgoing.put_nowait((channel(stream_id), (b"[" + b",".join(batch) + b"]").decode()))
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.create_task(self._publish(), name="holdfast-publisher")
+
+    async def _publish(self) -> None:
+        while True:
+            messages = [await self._outgoing.get()]
+            while not self._outgoing.empty() and len(messages) < 500:
+                messages.append(self._outgoing.get_nowait())
+            self._sending = True
+            try:
+                await self.bus.publish_many(messages)
+            except Exception as error:
+                logger.warning("could not publish stream events: %s", type(error).__name__)
+            finally:
+                self._sending = False
+
+    async def flush(self) -> None:
+        """Wait until what was published so far has left (for shutdown and tests)."""
+        while (not self._outgoing.empty() or self._sending) and not (
+            self._publisher is None or self._publisher.done()
+        ):
+            await asyncio.sleep(0.01)
 
     async def _newest_seq(self, stream_id: int) -> int:
         async with self.db.read() as session:
@@ -227,6 +250,11 @@ class Feeds:
                 feed.task.cancel()
 
     async def close(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await self.flush()
+        if self._publisher is not None:
+            self._publisher.cancel()
         for feed in list(self._feeds.values()):
             if feed.task is not None:
                 feed.task.cancel()

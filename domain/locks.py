@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from types import SimpleNamespace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -69,9 +70,9 @@ WATCHED_KINDS = {"ACQUIRED", "RELEASED", "FORCE_RELEASED", "EXPIRED"}
 
 @dataclass(frozen=True)
 class HeldLock:
-    """A lock with its owner, as queries and mutations return it."""
+    """A lock (a stored row, or as its event recorded it) with its owner."""
 
-    lock: Lock
+    lock: Lock | SimpleNamespace
     owner: UserRef
 
 
@@ -105,9 +106,9 @@ def by_key(paths: list[str], case_sensitive: bool) -> dict[str, str]:
     return keys
 
 
-def lock_of(event) -> Lock:
-    """The lock as an event recorded it."""
-    return Lock(
+def lock_of(event) -> SimpleNamespace:
+    """The lock as an event recorded it (a record with a lock's attributes)."""
+    return SimpleNamespace(
         id=event.lock_id,
         path=event.path,
         owner_id=event.owner_id,

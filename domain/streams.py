@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -95,7 +96,7 @@ class EventSource:
             holder, actor = item["holder"], item["actor"]
             changes.append(
                 Change(
-                    event=self.model(**row),
+                    event=SimpleNamespace(**row),
                     holder=UserRef(*holder) if holder else None,
                     actor=UserRef(*actor) if actor else None,
                 )

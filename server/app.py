@@ -232,7 +232,7 @@ async def running_services(
     """Everything a process serves with, migrated and connected; the job runner if asked."""
     if settings.migrate_on_start:
         await migrations.upgrade(settings.database_url)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, settings.database_pool_size)
     bus = EventBus(settings.bus_url, settings.redis_prefix)
     services = runner = None
     try:

@@ -167,6 +167,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Database: an SQLite file (embedded default) or PostgreSQL.",
     ),
     Setting(
+        "DATABASE_POOL_SIZE",
+        _positive_int,
+        16,
+        "Database connections each process keeps open; as many more are opened for bursts.",
+    ),
+    Setting(
         "REDIS_URL",
         _redis_url,
         None,
@@ -319,6 +325,7 @@ _BY_NAME = {setting.name: setting for setting in SETTINGS}
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(repr=False)
+    database_pool_size: int
     redis_url: str | None = field(repr=False)
     bus: str
     redis_prefix: str
