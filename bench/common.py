@@ -58,7 +58,7 @@ def summary(latencies: list[float]) -> dict:
 
 
 def raise_open_files() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -251,7 +251,9 @@ def wrk(
         "end",
         "init = function(args) graphql_errors = 0 end",
         "response = function(status, headers, body)",
-        "  if string.find(body, '\"errors\"', 1, true) then graphql_errors = graphql_errors + 1 end",
+        "  if string.find(body, '\"errors\"', 1, true) then",
+        "    graphql_errors = graphql_errors + 1",
+        "  end",
         "end",
         "done = function(summary, latency, requests)",
         "  local errors = summary.errors.status",

@@ -175,7 +175,7 @@ async def run() -> dict:
         }
         print(
             f"Git LFS burst of {BURST} locks: {burst['wall_s']} s (p50 {burst['p50_ms']} ms), "
-            f"{BURST} floor statements {floor_wall:.3f} s: {results['lfs_burst']['wall_ratio']}×"
+            f"{BURST} floor statements {floor_wall:.3f} s: {results['lfs_burst']['wall_ratio']}x"
         )
         results["server_errors"] = server.errors_in_log()
     return results

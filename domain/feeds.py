@@ -74,7 +74,6 @@ class Feeds:
         self._cut_off: set[asyncio.Task] = set()
         self._outgoing: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._publisher: asyncio.Task | None = None
-        self._sending = False
 
     async def publish(self, source: EventSource, stream_id: int, changes: list[Change]) -> None:
         """Announce committed changes. The bus is told in the background, in commit order and
@@ -102,20 +101,18 @@ class Feeds:
             messages = [await self._outgoing.get()]
             while not self._outgoing.empty() and len(messages) < 500:
                 messages.append(self._outgoing.get_nowait())
-            self._sending = True
             try:
                 await self.bus.publish_many(messages)
             except Exception as error:
                 logger.warning("could not publish stream events: %s", type(error).__name__)
             finally:
-                self._sending = False
+                for _ in messages:
+                    self._outgoing.task_done()
 
     async def flush(self) -> None:
         """Wait until what was published so far has left (for shutdown and tests)."""
-        while (not self._outgoing.empty() or self._sending) and not (
-            self._publisher is None or self._publisher.done()
-        ):
-            await asyncio.sleep(0.01)
+        if self._publisher is not None and not self._publisher.done():
+            await self._outgoing.join()
 
     async def _newest_seq(self, stream_id: int) -> int:
         async with self.db.read() as session:
