@@ -21,6 +21,7 @@ from strawberry.types import ExecutionContext
 
 from graph.errors import ErrorCodes, log_unexpected
 from graph.identity import IdentityMutation, IdentityQuery
+from graph.inputs import InputChecks
 from graph.jobs import JobQuery
 from graph.locks import LockMutation, LockQuery, LockSubscription
 from graph.notify import WatchMutation, WatchQuery
@@ -93,6 +94,7 @@ def build_schema(limits: Limits = Limits()) -> strawberry.Schema:
         DocumentCache,
         lambda: AddValidationRules(limit_rules),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        InputChecks,
         ErrorCodes,
     ]
     if not limits.introspection:

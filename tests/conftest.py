@@ -34,12 +34,14 @@ from db.engine import create_engine
 from db.models import metadata
 from server.app import create_app
 from server.settings import SETTINGS, Settings, load_settings
+from tests.support.accounts import ADMIN_PASSWORD, USER_PASSWORD
+from tests.support.graphql import GraphQL
+
+__all__ = ["ADMIN_PASSWORD", "USER_PASSWORD"]
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE_URL = os.environ.get("HOLDFAST_TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("HOLDFAST_TEST_REDIS_URL")
-ADMIN_PASSWORD = "admin-password-1"
-USER_PASSWORD = "user-password-1"
 
 
 def pytest_report_header(config) -> str:
@@ -131,61 +133,6 @@ def settings(database_url) -> Iterator[Settings]:
     asyncio.run(_empty_tables(database_url))
 
 
-@dataclass
-class Api:
-    """A GraphQL client over HTTP against the app in this process."""
-
-    http: httpx.AsyncClient
-    token: str | None = None
-
-    async def post(self, query: str, variables: dict | None = None, token: str | None = None):
-        headers = {}
-        bearer = token if token is not None else self.token
-        if bearer:
-            headers["Authorization"] = f"Bearer {bearer}"
-        response = await self.http.post(
-            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
-        )
-        return response.json()
-
-    async def data(self, query: str, variables: dict | None = None, token: str | None = None):
-        """The `data` of a response that must have no errors."""
-        body = await self.post(query, variables, token)
-        assert "errors" not in body, body
-        return body["data"]
-
-    async def error(self, query: str, variables: dict | None = None, token: str | None = None):
-        """The first error of a response that must fail; returns (code, error)."""
-        body = await self.post(query, variables, token)
-        assert body.get("errors"), body
-        error = body["errors"][0]
-        return error["extensions"]["code"], error
-
-    async def login(self, username: str, password: str) -> dict:
-        data = await self.data(
-            """mutation($u: String!, $p: String!) { login(username: $u, password: $p) {
-                accessToken refreshToken accessTokenExpiresAt user { id username role } } }""",
-            {"u": username, "p": password},
-        )
-        return data["login"]
-
-    async def create_user(self, username: str, role: str = "USER", token: str | None = None):
-        data = await self.data(
-            """mutation($input: CreateUserInput!) { createUser(input: $input) {
-                id username role active } }""",
-            {
-                "input": {
-                    "username": username,
-                    "email": f"{username}@example.com",
-                    "password": USER_PASSWORD,
-                    "role": role,
-                }
-            },
-            token=token,
-        )
-        return data["createUser"]
-
-
 @pytest.fixture
 async def app(settings):
     application = create_app(settings)
@@ -194,10 +141,10 @@ async def app(settings):
 
 
 @pytest.fixture
-async def api(app) -> AsyncIterator[Api]:
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://holdfast.test") as http:
-        yield Api(http)
+async def api(app) -> AsyncIterator[GraphQL]:
+    """The GraphQL client on the app in this process."""
+    async with GraphQL(app) as client:
+        yield client
 
 
 @pytest.fixture

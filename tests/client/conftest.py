@@ -12,7 +12,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
 from db import migrations
@@ -23,6 +22,7 @@ from tests.conftest import (
     start_server,
     stop_server,
 )
+from tests.support.graphql import Sync
 
 _names = itertools.count(1)
 
@@ -36,53 +36,17 @@ def cli_server(fresh_database, tmp_path_factory):
     stop_server(running)
 
 
-class Gql:
-    """A plain GraphQL-over-HTTP client, to set up and check server state."""
+Gql = Sync
+"""The tests' one GraphQL client, synchronous: these tests drive subprocesses."""
 
-    def __init__(self, url: str, token: str | None = None) -> None:
-        self.url, self.token = url, token
 
-    def post(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
-        bearer = token or self.token
-        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
-        return httpx.post(
-            f"{self.url}/graphql",
-            json={"query": query, "variables": variables or {}},
-            headers=headers,
-            timeout=30,
-        ).json()
-
-    def data(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
-        body = self.post(query, variables, token)
-        assert "errors" not in body, body
-        return body["data"]
-
-    def login(self, username: str, password: str) -> str:
-        return self.data(
-            "mutation($u: String!, $p: String!) { login(username: $u, password: $p) "
-            "{ accessToken } }",
-            {"u": username, "p": password},
-        )["login"]["accessToken"]
-
-    def create_user(self, username: str, role: str = "USER") -> None:
-        self.data(
-            "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }",
-            {
-                "i": {
-                    "username": username,
-                    "email": f"{username}@example.com",
-                    "password": USER_PASSWORD,
-                    "role": role,
-                }
-            },
-        )
-
-    def lock(self, path: str, project: str = "default") -> dict | None:
-        return self.data(
-            "query($p: String!, $path: String!) { lock(project: $p, path: $path) { path "
-            "owner { username } branch comment } }",
-            {"p": project, "path": path},
-        )["lock"]
+def held(gql: Sync, path: str, project: str = "default") -> dict | None:
+    """The lock on `path`, as the API shows it (None when free)."""
+    return gql.data(
+        "query($p: String!, $path: String!) { lock(project: $p, path: $path) { path "
+        "owner { username } branch comment } }",
+        {"p": project, "path": path},
+    )["lock"]
 
 
 def base_env(config: Path) -> dict[str, str]:
@@ -168,7 +132,7 @@ def repo(tmp_path) -> Path:
 @pytest.fixture
 def admin_gql(cli_server) -> Gql:
     gql = Gql(cli_server.url)
-    gql.token = gql.login("admin", ADMIN_PASSWORD)
+    gql.sign_in("admin", ADMIN_PASSWORD)
     return gql
 
 

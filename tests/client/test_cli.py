@@ -5,7 +5,7 @@ the server."""
 import json
 import stat
 
-from tests.client.conftest import Cli, Gql, one_error_line, unique_dir
+from tests.client.conftest import Cli, Gql, held, one_error_line, unique_dir
 from tests.conftest import USER_PASSWORD, free_port
 
 HISTORY = """query($since: Long) { lockHistory(project: "default", since: $since) {
@@ -49,7 +49,7 @@ def test_a_wrong_password_is_one_line_and_stores_nothing(people, cli_server):
 
 def test_login_with_a_token_and_logout_revokes_the_stored_token(people, cli_server):
     bob = people("bob", login=False)
-    access = Gql(cli_server.url).login(bob.name, USER_PASSWORD)
+    access = Gql(cli_server.url).login(bob.name, USER_PASSWORD)["accessToken"]
     secret = Gql(cli_server.url, access).data('mutation { createApiToken(name: "ci") { token } }')[
         "createApiToken"
     ]["token"]
@@ -79,7 +79,7 @@ def test_lock_takes_the_git_branch_and_comment(people, cli_server, admin_gql):
     path = f"{unique_dir()}/Arena.umap"
     out = alice.ok("lock", path, "--comment", "lighting pass")
     assert out.split("\t")[:3] == [path, alice.name, "feature/arena"]
-    assert admin_gql.lock(path) == {
+    assert held(admin_gql, path) == {
         "path": path,
         "owner": {"username": alice.name},
         "branch": "feature/arena",
@@ -87,7 +87,7 @@ def test_lock_takes_the_git_branch_and_comment(people, cli_server, admin_gql):
     }
     other = f"{unique_dir()}/B.uasset"
     alice.ok("lock", other, "--branch", "release")
-    assert admin_gql.lock(other)["branch"] == "release"
+    assert held(admin_gql, other)["branch"] == "release"
 
 
 def test_paths_are_taken_relative_to_the_current_directory(people, admin_gql, repo):
@@ -99,7 +99,7 @@ def test_paths_are_taken_relative_to_the_current_directory(people, admin_gql, re
     expected = [f"{folder}/Maps/Arena.umap", f"{folder}/Hero.uasset", f"{folder}/Maps/Abs.umap"]
     assert [line.split("\t")[0] for line in out.splitlines()] == expected
     for path in expected:
-        assert admin_gql.lock(path)["owner"]["username"] == alice.name
+        assert held(admin_gql, path)["owner"]["username"] == alice.name
 
     outside = alice("lock", "../x.uasset")
     assert outside.returncode == 2
@@ -124,8 +124,8 @@ def test_a_conflict_names_the_holder_and_takes_nothing(people, admin_gql):
     assert one_error_line(result) == (
         f"holdfast: CONFLICT: already locked: {held} (held by {bob.name})"
     )
-    assert admin_gql.lock(free) is None  # all or nothing
-    assert admin_gql.lock(held)["owner"]["username"] == bob.name
+    assert held(admin_gql, free) is None  # all or nothing
+    assert held(admin_gql, held)["owner"]["username"] == bob.name
 
 
 def test_locks_lists_mine_by_prefix_and_as_json(people):
@@ -197,7 +197,7 @@ def test_unlock_and_force_unlock(people, admin_gql):
     bob.ok("lock", b)
 
     assert alice.ok("unlock", a).split("\t")[:2] == ["unlocked", a]
-    assert admin_gql.lock(a) is None
+    assert held(admin_gql, a) is None
 
     refused = alice("unlock", b)
     assert refused.returncode == 1
@@ -205,10 +205,10 @@ def test_unlock_and_force_unlock(people, admin_gql):
     refused = alice("unlock", b, "--force")
     assert refused.returncode == 1
     assert one_error_line(refused).startswith("holdfast: FORBIDDEN: ")
-    assert admin_gql.lock(b)["owner"]["username"] == bob.name
+    assert held(admin_gql, b)["owner"]["username"] == bob.name
 
     assert boss.ok("unlock", b, "--force").strip().split("\t") == ["unlocked", b, bob.name]
-    assert admin_gql.lock(b) is None
+    assert held(admin_gql, b) is None
     history = admin_gql.data(HISTORY)["lockHistory"]
     assert [(e["kind"], e["actor"]["username"]) for e in history if e["lock"]["path"] == b][-1] == (
         "FORCE_RELEASED",
@@ -236,9 +236,9 @@ def test_unlock_branch_releases_my_locks_on_that_branch(people, admin_gql):
         f"{folder}/A.umap",
         f"{folder}/B.umap",
     ]
-    assert admin_gql.lock(f"{folder}/A.umap") is None
-    assert admin_gql.lock(f"{folder}/C.umap")["owner"]["username"] == alice.name
-    assert admin_gql.lock(f"{folder}/D.umap")["owner"]["username"] == bob.name
+    assert held(admin_gql, f"{folder}/A.umap") is None
+    assert held(admin_gql, f"{folder}/C.umap")["owner"]["username"] == alice.name
+    assert held(admin_gql, f"{folder}/D.umap")["owner"]["username"] == bob.name
     assert "no locks of yours" in alice.ok("unlock", "--branch", "feature/x")
 
 
@@ -267,8 +267,8 @@ def test_project_comes_from_option_env_git_config_then_default(people, admin_gql
     path = f"{unique_dir()}/P.uasset"
     alice.git("config", "holdfast.project", "game")
     alice.ok("lock", path)
-    assert admin_gql.lock(path, project="game")["owner"]["username"] == alice.name
-    assert admin_gql.lock(path) is None
+    assert held(admin_gql, path, project="game")["owner"]["username"] == alice.name
+    assert held(admin_gql, path) is None
     assert "project: game" in alice.ok("whoami")
     assert "project: default" in alice.ok("whoami", HOLDFAST_PROJECT="default")
     assert "project: default" in alice.ok("--project", "default", "whoami")

@@ -50,7 +50,7 @@ def test_watch_resumes_after_a_restart_with_every_event_once(settings, tmp_path,
     replica = None
     try:
         admin = Gql(first.url)
-        admin.token = admin.login("admin", ADMIN_PASSWORD)
+        admin.sign_in("admin", ADMIN_PASSWORD)
         admin.create_user("mira")
         mira = Cli("mira", tmp_path / "mira.json", repo, first.url)
         mira.login()
@@ -114,7 +114,7 @@ def test_watch_prints_tab_separated_lines_and_filters_by_prefix(settings, tmp_pa
     server = start_server(settings, tmp_path / "server.log")
     try:
         admin = Gql(server.url)
-        admin.token = admin.login("admin", ADMIN_PASSWORD)
+        admin.sign_in("admin", ADMIN_PASSWORD)
         admin.create_user("noor")
         noor = Cli("noor", tmp_path / "noor.json", repo, server.url)
         noor.login()

@@ -4,7 +4,6 @@ SKIPPED when no server is configured."""
 
 import asyncio
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -12,6 +11,7 @@ from db.engine import Database
 from db.notify import OutboxMessage
 from server.app import create_app
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, free_port
+from tests.support.graphql import GraphQL
 
 ACQUIRE = 'mutation { acquireLock(project: "default", path: "Content/Hero.uasset") { id } }'
 FORCE = """mutation { releaseLock(project: "default", path: "Content/Hero.uasset", force: true)
@@ -30,39 +30,18 @@ async def outbox(settings) -> list[OutboxMessage]:
         await db.dispose()
 
 
-class Client:
-    def __init__(self, app) -> None:
-        self.app = app
-        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
-
-    async def data(self, query: str, token: str | None = None, variables: dict | None = None):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        body = (
-            await self.http.post(
-                "/graphql", json={"query": query, "variables": variables}, headers=headers
-            )
-        ).json()
-        assert "errors" not in body, body
-        return body["data"]
-
-    async def login(self, username: str, password: str) -> str:
-        query = (
-            "mutation($u: String!, $p: String!) { login(username: $u, password: $p) "
-            "{ accessToken } }"
-        )
-        return (await self.data(query, variables={"u": username, "p": password}))["login"][
-            "accessToken"
-        ]
+async def access_token(client: GraphQL, username: str, password: str) -> str:
+    return (await client.login(username, password))["accessToken"]
 
 
-async def holder_and_admin(client: Client) -> tuple[str, str]:
-    admin = await client.login("admin", ADMIN_PASSWORD)
+async def holder_and_admin(client: GraphQL) -> tuple[str, str]:
+    admin = await access_token(client, "admin", ADMIN_PASSWORD)
     await client.data(
         f"""mutation {{ createUser(input: {{username: "mira",
         email: "mira@studio.example", password: "{USER_PASSWORD}"}}) {{ id }} }}""",
-        admin,
+        token=admin,
     )
-    return await client.login("mira", USER_PASSWORD), admin
+    return await access_token(client, "mira", USER_PASSWORD), admin
 
 
 @pytest.fixture
@@ -80,11 +59,11 @@ def mail_settings(settings, smtp_server):
 async def test_the_holder_is_mailed_when_their_lock_is_force_released(mail_settings, smtp_server):
     app = create_app(mail_settings)
     async with app.router.lifespan_context(app):
-        client = Client(app)
+        client = GraphQL(app)
         mira, admin = await holder_and_admin(client)
-        await client.data(ACQUIRE, mira)
-        await client.data(REQUEST, admin)
-        await client.data(FORCE, admin)
+        await client.data(ACQUIRE, token=mira)
+        await client.data(REQUEST, token=admin)
+        await client.data(FORCE, token=admin)
         # The mailer writes mail after the changes commit: one round reads all three events.
         assert await outbox(mail_settings) == []
         assert await app.state.services.notifier.mail_about_events() == 3
@@ -111,11 +90,11 @@ async def test_each_message_is_sent_once_however_many_senders(mail_settings, smt
         apps[1].router.lifespan_context(apps[1]),
         apps[2].router.lifespan_context(apps[2]),
     ):
-        client = Client(apps[0])
+        client = GraphQL(apps[0])
         mira, admin = await holder_and_admin(client)
-        await client.data(ACQUIRE, mira)
+        await client.data(ACQUIRE, token=mira)
         for _ in range(5):
-            await client.data(REQUEST, admin)
+            await client.data(REQUEST, token=admin)
         for _ in range(3):
             await asyncio.gather(*(app.state.services.jobs.run_pending() for app in apps))
     assert len(smtp_server.messages) == 5
@@ -126,10 +105,10 @@ async def test_a_mail_server_that_is_down_gets_the_message_later(mail_settings, 
     down = mail_settings.replace(smtp_port=free_port())
     app = create_app(down)
     async with app.router.lifespan_context(app):
-        client = Client(app)
+        client = GraphQL(app)
         mira, admin = await holder_and_admin(client)
-        await client.data(ACQUIRE, mira)
-        await client.data(REQUEST, admin)
+        await client.data(ACQUIRE, token=mira)
+        await client.data(REQUEST, token=admin)
         await app.state.services.jobs.run_pending()
         [message] = await outbox(down)
         assert message.status == "pending" and message.attempts == 1
@@ -140,10 +119,10 @@ async def test_a_mail_server_that_is_down_gets_the_message_later(mail_settings, 
 async def test_without_a_mail_server_messages_are_kept_as_skipped(settings, smtp_server):
     app = create_app(settings.replace(run_jobs=False))
     async with app.router.lifespan_context(app):
-        client = Client(app)
+        client = GraphQL(app)
         mira, admin = await holder_and_admin(client)
-        await client.data(ACQUIRE, mira)
-        await client.data(REQUEST, admin)
+        await client.data(ACQUIRE, token=mira)
+        await client.data(REQUEST, token=admin)
         await app.state.services.jobs.run_pending()
     [message] = await outbox(settings)
     assert (message.status, message.to_address) == ("skipped", "mira@studio.example")
@@ -153,10 +132,10 @@ async def test_without_a_mail_server_messages_are_kept_as_skipped(settings, smtp
 async def test_no_mail_when_you_act_on_your_own_lock(mail_settings, smtp_server):
     app = create_app(mail_settings)
     async with app.router.lifespan_context(app):
-        client = Client(app)
+        client = GraphQL(app)
         mira, _ = await holder_and_admin(client)
-        await client.data(ACQUIRE, mira)
-        await client.data(FORCE, mira)
+        await client.data(ACQUIRE, token=mira)
+        await client.data(FORCE, token=mira)
         assert await app.state.services.notifier.mail_about_events() == 2
     assert await outbox(mail_settings) == []
 
@@ -174,7 +153,7 @@ RESET = "mutation($t: String!, $p: String!) { resetPassword(token: $t, newPasswo
 async def test_password_reset_by_mail(mail_settings, smtp_server):
     app = create_app(mail_settings)
     async with app.router.lifespan_context(app):
-        client = Client(app)
+        client = GraphQL(app)
         mira, _ = await holder_and_admin(client)
         refresh = (
             await client.data(
@@ -206,7 +185,7 @@ async def test_password_reset_by_mail(mail_settings, smtp_server):
             )
         ).json()
         assert again["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "token"}
-        assert await client.login("mira", "brand-new-password")
+        assert await access_token(client, "mira", "brand-new-password")
         refused = (
             await client.http.post(
                 "/graphql",
@@ -226,7 +205,7 @@ async def test_email_change_is_confirmed_from_the_new_address(mail_settings, smt
     change = """mutation($e: String!, $p: String!) { requestEmailChange(newEmail: $e,
         currentPassword: $p) }"""
     async with app.router.lifespan_context(app):
-        client = Client(app)
+        client = GraphQL(app)
         mira, _ = await holder_and_admin(client)
         wrong = (
             await client.http.post(
@@ -239,11 +218,11 @@ async def test_email_change_is_confirmed_from_the_new_address(mail_settings, smt
             )
         ).json()
         assert wrong["errors"][0]["extensions"]["field"] == "currentPassword"
-        await client.data(change, mira, {"e": "mira@new.example", "p": USER_PASSWORD})
+        await client.data(change, {"e": "mira@new.example", "p": USER_PASSWORD}, token=mira)
         await app.state.services.jobs.run_pending()
         [confirm] = smtp_server.messages
         assert confirm["To"] == "mira@new.example"
-        me = await client.data("{ me { email } }", mira)
+        me = await client.data("{ me { email } }", token=mira)
         assert me == {"me": {"email": "mira@studio.example"}}  # not before it is confirmed
         confirmed = await client.data(
             "mutation($t: String!) { confirmEmailChange(token: $t) { username } }",
@@ -251,7 +230,7 @@ async def test_email_change_is_confirmed_from_the_new_address(mail_settings, smt
         )
         assert confirmed == {"confirmEmailChange": {"username": "mira"}}
         await app.state.services.jobs.run_pending()
-        assert (await client.data("{ me { email } }", mira)) == {
+        assert (await client.data("{ me { email } }", token=mira)) == {
             "me": {"email": "mira@new.example"}
         }
     told = smtp_server.messages[1]
@@ -262,7 +241,7 @@ async def test_email_change_is_confirmed_from_the_new_address(mail_settings, smt
 async def test_flows_that_need_mail_say_so_when_it_is_off(settings):
     app = create_app(settings.replace(run_jobs=False))
     async with app.router.lifespan_context(app):
-        client = Client(app)
+        client = GraphQL(app)
         body = (
             await client.http.post(
                 "/graphql", json={"query": RESET_REQUEST, "variables": {"e": "mira@studio.example"}}
@@ -278,13 +257,13 @@ async def test_holders_are_warned_before_expiry_and_told_after(mail_settings, sm
 
     app = create_app(mail_settings)
     async with app.router.lifespan_context(app):
-        client = Client(app)
+        client = GraphQL(app)
         mira, _ = await holder_and_admin(client)
         acquire = """mutation($p: String!, $t: Int) { acquireLock(project: "default", path: $p,
             ttlSeconds: $t) { id } }"""
-        await client.data(acquire, mira, {"p": "Soon.uasset", "t": 300})
-        await client.data(acquire, mira, {"p": "Later.uasset", "t": 7200})
-        await client.data(acquire, mira, {"p": "Gone.uasset", "t": 1})
+        await client.data(acquire, {"p": "Soon.uasset", "t": 300}, token=mira)
+        await client.data(acquire, {"p": "Later.uasset", "t": 7200}, token=mira)
+        await client.data(acquire, {"p": "Gone.uasset", "t": 1}, token=mira)
         await asyncio.sleep(1.2)
         locks = app.state.services.locks
         assert await locks.expire_due(warn_before=timedelta(minutes=10)) == 1
@@ -306,24 +285,24 @@ async def test_watchers_are_told_when_a_watched_path_is_locked_or_released(
 ):
     app = create_app(mail_settings)
     async with app.router.lifespan_context(app):
-        client = Client(app)
+        client = GraphQL(app)
         mira, admin = await holder_and_admin(client)
-        watched = await client.data(WATCH, admin, {"p": "content/maps/"})
+        watched = await client.data(WATCH, {"p": "content/maps/"}, token=admin)
         assert watched == {"watch": {"pathPrefix": "content/maps/", "project": {"slug": "default"}}}
-        await client.data(WATCH, admin, {"p": "content/maps/"})  # watching twice is one watch
-        await client.data(WATCH, mira, {"p": ""})
-        mine = await client.data("{ myWatches { pathPrefix } }", admin)
+        await client.data(WATCH, {"p": "content/maps/"}, token=admin)  # watching twice is one watch
+        await client.data(WATCH, {"p": ""}, token=mira)
+        mine = await client.data("{ myWatches { pathPrefix } }", token=admin)
         assert mine == {"myWatches": [{"pathPrefix": "content/maps/"}]}
         acquire = 'mutation($p: String!) { acquireLock(project: "default", path: $p) { id } }'
         release = 'mutation($p: String!) { releaseLock(project: "default", path: $p) { id } }'
-        await client.data(acquire, mira, {"p": "Content/Maps/Arena.umap"})
-        await client.data(acquire, mira, {"p": "Content/Chars/Hero.uasset"})
-        await client.data(release, mira, {"p": "Content/Maps/Arena.umap"})
-        await client.data(acquire, admin, {"p": "Content/Maps/Sky.umap"})  # mira watches all
+        await client.data(acquire, {"p": "Content/Maps/Arena.umap"}, token=mira)
+        await client.data(acquire, {"p": "Content/Chars/Hero.uasset"}, token=mira)
+        await client.data(release, {"p": "Content/Maps/Arena.umap"}, token=mira)
+        await client.data(acquire, {"p": "Content/Maps/Sky.umap"}, token=admin)  # mira watches all
         unwatch = 'mutation { unwatch(project: "default", pathPrefix: "content/maps/") }'
-        assert await client.data(unwatch, admin) == {"unwatch": True}
-        assert await client.data(unwatch, admin) == {"unwatch": False}
-        await client.data(acquire, mira, {"p": "Content/Maps/Cave.umap"})
+        assert await client.data(unwatch, token=admin) == {"unwatch": True}
+        assert await client.data(unwatch, token=admin) == {"unwatch": False}
+        await client.data(acquire, {"p": "Content/Maps/Cave.umap"}, token=mira)
         await app.state.services.jobs.run_pending()
     received = sorted((m["To"], m["Subject"]) for m in smtp_server.messages)
     assert received == [
@@ -337,10 +316,10 @@ async def test_watchers_are_told_when_a_watched_path_is_locked_or_released(
 async def test_the_alert_policy(mail_settings, smtp_server, policy, expected):
     app = create_app(mail_settings.replace(lock_alerts=policy))
     async with app.router.lifespan_context(app):
-        client = Client(app)
+        client = GraphQL(app)
         mira, admin = await holder_and_admin(client)
-        await client.data(WATCH, admin, {"p": ""})
-        await client.data(ACQUIRE, mira)
+        await client.data(WATCH, {"p": ""}, token=admin)
+        await client.data(ACQUIRE, token=mira)
         await app.state.services.jobs.run_pending()
     assert [m["To"] for m in smtp_server.messages] == ["admin@example.com"] * expected
 
@@ -355,10 +334,10 @@ async def test_a_message_is_marked_failed_when_its_attempts_run_out(mail_setting
     down = mail_settings.replace(smtp_port=free_port())
     app = create_app(down)
     async with app.router.lifespan_context(app):
-        client = Client(app)
+        client = GraphQL(app)
         mira, admin = await holder_and_admin(client)
-        await client.data(ACQUIRE, mira)
-        await client.data(REQUEST, admin)
+        await client.data(ACQUIRE, token=mira)
+        await client.data(REQUEST, token=admin)
         for _ in range(SEND_ATTEMPTS):
             async with app.state.db.transaction() as session:
                 await session.execute(update(Job).values(run_after=utcnow()))

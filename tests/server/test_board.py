@@ -14,7 +14,8 @@ import pytest
 from playwright.async_api import Page, async_playwright, expect
 
 from tests.conftest import ADMIN_PASSWORD, ROOT, USER_PASSWORD, free_port, start_server, stop_server
-from tests.server.test_lock_subscriptions import Api
+from tests.support.factories import lock
+from tests.support.graphql import GraphQL
 
 OUTPUT = ROOT / "test-output"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -34,8 +35,8 @@ async def browser():
 
 
 async def make_users(url: str, *names: str) -> None:
-    admin = Api(url)
-    await admin.login("admin", ADMIN_PASSWORD)
+    admin = GraphQL(url)
+    await admin.sign_in("admin", ADMIN_PASSWORD)
     for name in names:
         await admin.data(
             "mutation($u: String!, $p: String!) { createUser(input: {username: $u, "
@@ -131,9 +132,9 @@ async def test_two_people_see_each_other_live_and_the_board_survives_a_restart(
         stop_server(server)
         await expect(alice.locator("#live")).to_have_text("Reconnecting…", timeout=5_000)
         other = start_server(settings, tmp_path / "other.log")
-        api = Api(other.url)
-        await api.login("bob", USER_PASSWORD)
-        assert "errors" not in await api.acquire(HERO)
+        api = GraphQL(other.url)
+        await api.sign_in("bob", USER_PASSWORD)
+        assert "errors" not in await lock(api, HERO)
         await api.close()
         stop_server(other)
         other = None
@@ -196,10 +197,10 @@ async def test_admins_force_release_after_confirming_and_the_holder_is_told(brow
     )
 
     # Another project has its own locks; the choice survives a reload.
-    api = Api(server.url)
-    await api.login("admin", ADMIN_PASSWORD)
+    api = GraphQL(server.url)
+    await api.sign_in("admin", ADMIN_PASSWORD)
     await api.data('mutation { createProject(input: {slug: "ships", name: "Ships"}) { id } }')
-    assert "errors" not in await api.acquire("Ships/Hull.uasset", project="ships")
+    assert "errors" not in await lock(api, "Ships/Hull.uasset", project="ships")
     await api.close()
     await admin.reload()
     await admin.get_by_label("Project").select_option("ships")
@@ -281,11 +282,11 @@ async def test_the_board_outlives_its_short_lived_access_tokens(browser, setting
         page = await open_board(browser, running.url, "admin", ADMIN_PASSWORD)
         first = await stored_refresh_token(page)
         assert first is not None
-        bob = Api(running.url)
+        bob = GraphQL(running.url)
         for index in range(4):
             await asyncio.sleep(1.5)
-            await bob.login("bob", USER_PASSWORD)
-            assert "errors" not in await bob.acquire(f"Content/B{index}.umap")
+            await bob.sign_in("bob", USER_PASSWORD)
+            assert "errors" not in await lock(bob, f"Content/B{index}.umap")
         await bob.close()
         for index in range(4):
             await expect(row(page, f"Content/B{index}.umap")).to_be_visible(timeout=5_000)

@@ -22,7 +22,7 @@ import jwt
 import pytest
 
 from tests.conftest import ADMIN_PASSWORD, ROOT, USER_PASSWORD, free_port
-from tests.server.test_lock_subscriptions import Api, Subscription
+from tests.support.graphql import GraphQL, Subscription
 
 GIFTLESS_FLASK = ROOT / ".venv-giftless" / "bin" / "flask"
 ASSET = "Content/Maps/Hero.uasset"
@@ -143,16 +143,16 @@ class GitUser:
 
 
 async def api_token(server_url: str, username: str, password: str) -> str:
-    api = Api(server_url)
-    await api.login(username, password)
+    api = GraphQL(server_url)
+    await api.sign_in(username, password)
     data = await api.data('mutation { createApiToken(name: "git lfs") { token } }')
     await api.close()
     return data["createApiToken"]["token"]
 
 
 async def test_the_stock_git_lfs_client_against_holdfast(server, giftless, tmp_path):
-    admin = Api(server.url)
-    await admin.login("admin", ADMIN_PASSWORD)
+    admin = GraphQL(server.url)
+    await admin.sign_in("admin", ADMIN_PASSWORD)
     for name in ("alice", "bob"):
         await admin.data(
             "mutation($u: String!, $p: String!) { createUser(input: {username: $u, "
@@ -188,8 +188,8 @@ async def test_the_stock_git_lfs_client_against_holdfast(server, giftless, tmp_p
     await alice.run("git", "commit", "-q", "-m", "hero", cwd=work_a)
     await alice.run("git", "remote", "add", "origin", str(origin), cwd=work_a)
 
-    subscriber = Api(server.url)
-    await subscriber.login("admin", ADMIN_PASSWORD)
+    subscriber = GraphQL(server.url)
+    await subscriber.sign_in("admin", ADMIN_PASSWORD)
     async with Subscription(server.ws_url, subscriber.token, {"project": "default"}) as events:
         # Objects go through Holdfast to giftless, and come back to another clone.
         await alice.run("git", "push", "-q", "-u", "origin", "main", cwd=work_a)

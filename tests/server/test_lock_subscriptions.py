@@ -3,8 +3,6 @@ filters, gapless replay with `since`, replicas sharing Redis, a replica killed m
 subscribers and expiring tokens."""
 
 import asyncio
-import contextlib
-import json
 import os
 import random
 import signal
@@ -14,7 +12,6 @@ import sys
 
 import httpx
 import pytest
-import websockets
 from sqlalchemy import select
 
 from db.engine import Database
@@ -29,148 +26,8 @@ from tests.conftest import (
     start_server,
     stop_server,
 )
-
-SUBSCRIBE = """subscription($project: String!, $prefix: String, $since: Long) {
-    lockEvents(project: $project, pathPrefix: $prefix, since: $since) {
-        seq kind message actor { username } lock { id path owner { username } fencingToken
-        comment } } }"""
-LOGIN = """mutation($u: String!, $p: String!) { login(username: $u, password: $p) {
-    accessToken user { id } } }"""
-
-
-class Api:
-    """A plain HTTP GraphQL client for one server process."""
-
-    def __init__(self, url: str, token: str | None = None) -> None:
-        self.url = url
-        self.token = token
-        self.http = httpx.AsyncClient(base_url=url, timeout=30)
-
-    async def post(self, query: str, variables: dict | None = None) -> dict:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        response = await self.http.post(
-            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
-        )
-        return response.json()
-
-    async def data(self, query: str, variables: dict | None = None) -> dict:
-        body = await self.post(query, variables)
-        assert "errors" not in body, body
-        return body["data"]
-
-    async def login(self, username: str, password: str) -> str:
-        self.token = (await self.data(LOGIN, {"u": username, "p": password}))["login"][
-            "accessToken"
-        ]
-        return self.token
-
-    async def acquire(self, path: str, project: str = "default") -> dict:
-        return await self.post(
-            "mutation($p: String!, $path: String!) { acquireLock(project: $p, path: $path) "
-            "{ id } }",
-            {"p": project, "path": path},
-        )
-
-    async def release(self, path: str, project: str = "default") -> dict:
-        return await self.post(
-            "mutation($p: String!, $path: String!) { releaseLock(project: $p, path: $path) "
-            "{ id } }",
-            {"p": project, "path": path},
-        )
-
-    async def close(self) -> None:
-        await self.http.aclose()
-
-
-class Subscription:
-    """A graphql-transport-ws subscription whose events pile up in `events`."""
-
-    def __init__(
-        self, ws_url: str, token: str, variables: dict, query: str = SUBSCRIBE, **connect
-    ) -> None:
-        self.ws_url, self.token, self.variables, self.connect = ws_url, token, variables, connect
-        self.query = query
-        self.events: list[dict] = []
-        self.errors: list = []
-        self.closed: int | None = None
-        self.completed = asyncio.Event()
-        self.finished = asyncio.Event()
-        self.paused = False
-        self.resumed = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._ready = asyncio.Event()
-
-    async def __aenter__(self):
-        self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self._ready.wait(), 10)
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
-
-    async def _run(self) -> None:
-        try:
-            async with websockets.connect(
-                self.ws_url, subprotocols=["graphql-transport-ws"], **self.connect
-            ) as socket_:
-                self.socket = socket_
-                await socket_.send(
-                    json.dumps(
-                        {
-                            "type": "connection_init",
-                            "payload": {"Authorization": f"Bearer {self.token}"},
-                        }
-                    )
-                )
-                assert json.loads(await socket_.recv())["type"] == "connection_ack"
-                await socket_.send(
-                    json.dumps(
-                        {
-                            "id": "1",
-                            "type": "subscribe",
-                            "payload": {"query": self.query, "variables": self.variables},
-                        }
-                    )
-                )
-                # The server has the subscription once a ping round-trip comes back after it.
-                await socket_.send(json.dumps({"type": "ping"}))
-                async for raw in socket_:
-                    if self.paused:
-                        await self.resumed.wait()  # hold the connection, read nothing more
-                    message = json.loads(raw)
-                    if message["type"] == "pong":
-                        self._ready.set()
-                    elif message["type"] == "next":
-                        payload = message["payload"]
-                        if payload.get("errors"):
-                            self.errors.extend(payload["errors"])
-                        else:
-                            self.events.append(payload["data"]["lockEvents"])
-                    elif message["type"] == "error":
-                        self.errors.extend(message["payload"])
-                        self.completed.set()
-                    elif message["type"] == "complete":
-                        self.completed.set()
-        except websockets.ConnectionClosed as closed:
-            self.closed = closed.rcvd.code if closed.rcvd else 1006
-        finally:
-            self._ready.set()
-            self.completed.set()
-            self.finished.set()
-
-    async def wait_for(self, count: int, timeout: float = 15) -> list[dict]:
-        async def enough() -> None:
-            while len(self.events) < count:
-                await asyncio.sleep(0.02)
-
-        await asyncio.wait_for(enough(), timeout)
-        return self.events
-
-    @property
-    def seqs(self) -> list[int]:
-        return [event["seq"] for event in self.events]
+from tests.support.factories import lock, unlock
+from tests.support.graphql import GraphQL, Subscription
 
 
 async def stored(settings, model) -> list:
@@ -184,8 +41,8 @@ async def stored(settings, model) -> list:
 
 @pytest.fixture
 async def mira(server):
-    admin = Api(server.url)
-    await admin.login("admin", ADMIN_PASSWORD)
+    admin = GraphQL(server.url)
+    await admin.sign_in("admin", ADMIN_PASSWORD)
     for name in ["mira", "noor"]:
         await admin.data(
             "mutation($u: String!, $p: String!) { createUser(input: {username: $u, "
@@ -193,16 +50,16 @@ async def mira(server):
             {"u": name, "p": USER_PASSWORD},
         )
     await admin.close()
-    api = Api(server.url)
-    await api.login("mira", USER_PASSWORD)
+    api = GraphQL(server.url)
+    await api.sign_in("mira", USER_PASSWORD)
     yield api
     await api.close()
 
 
 async def test_a_subscriber_sees_changes_as_they_commit(server, mira):
     async with Subscription(server.ws_url, mira.token, {"project": "default"}) as live:
-        await mira.acquire("Content/Maps/Arena.umap")
-        await mira.release("Content/Maps/Arena.umap")
+        await lock(mira, "Content/Maps/Arena.umap")
+        await unlock(mira, "Content/Maps/Arena.umap")
         events = await live.wait_for(2)
     assert [(e["seq"], e["kind"]) for e in events] == [(1, "ACQUIRED"), (2, "RELEASED")]
     assert events[0]["lock"]["path"] == "Content/Maps/Arena.umap"
@@ -212,12 +69,12 @@ async def test_a_subscriber_sees_changes_as_they_commit(server, mira):
 
 async def test_path_prefix_filters_and_since_replays_then_goes_live(server, mira):
     for path in ["Content/A.uasset", "Config/B.ini", "Content/C.uasset"]:
-        await mira.acquire(path)
+        await lock(mira, path)
     variables = {"project": "default", "prefix": "content/", "since": 1}
     async with Subscription(server.ws_url, mira.token, variables) as live:
         await live.wait_for(1)
-        await mira.release("Content/A.uasset")
-        await mira.release("Config/B.ini")
+        await unlock(mira, "Content/A.uasset")
+        await unlock(mira, "Config/B.ini")
         events = await live.wait_for(2)
         await asyncio.sleep(0.3)
     assert [(e["seq"], e["kind"], e["lock"]["path"]) for e in live.events] == [
@@ -245,10 +102,10 @@ async def test_bad_subscriptions_are_refused(server, mira):
 async def test_an_expired_access_token_ends_the_subscription(settings, tmp_path):
     running = start_server(settings.replace(access_token_ttl=2), tmp_path / "server.log")
     try:
-        api = Api(running.url)
-        await api.login("admin", ADMIN_PASSWORD)
+        api = GraphQL(running.url)
+        await api.sign_in("admin", ADMIN_PASSWORD)
         async with Subscription(running.ws_url, api.token, {"project": "default"}) as live:
-            await api.acquire("A.uasset")
+            await lock(api, "A.uasset")
             await live.wait_for(1)
             await asyncio.wait_for(live.completed.wait(), 10)
         assert live.errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
@@ -262,8 +119,8 @@ async def test_a_slow_subscriber_is_cut_off_without_holding_back_the_others(sett
     rounds = 40
     running = start_server(settings.replace(subscriber_queue_size=5), tmp_path / "server.log")
     try:
-        api = Api(running.url)
-        await api.login("admin", ADMIN_PASSWORD)
+        api = GraphQL(running.url)
+        await api.sign_in("admin", ADMIN_PASSWORD)
         slow_socket = socket.socket()
         slow_socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         slow_socket.connect(("127.0.0.1", int(running.url.rsplit(":", 1)[1])))
@@ -323,11 +180,11 @@ def replicas(settings, shared_redis_url, tmp_path):
 
 async def test_a_subscriber_on_one_replica_sees_a_lock_taken_on_another(replicas):
     a, b = replicas
-    on_a, on_b = Api(a.url), Api(b.url)
-    await on_a.login("admin", ADMIN_PASSWORD)
+    on_a, on_b = GraphQL(a.url), GraphQL(b.url)
+    await on_a.sign_in("admin", ADMIN_PASSWORD)
     on_b.token = on_a.token
     async with Subscription(a.ws_url, on_a.token, {"project": "default"}) as live:
-        await on_b.acquire("Content/Shared.uasset")
+        await lock(on_b, "Content/Shared.uasset")
         [event] = await live.wait_for(1, timeout=5)
     assert (event["kind"], event["lock"]["path"]) == ("ACQUIRED", "Content/Shared.uasset")
     status = '{ lockStatus(project: "default", paths: ["content/shared.uasset"]) { id } }'
@@ -339,7 +196,7 @@ async def test_a_subscriber_on_one_replica_sees_a_lock_taken_on_another(replicas
 
 async def test_gapless_replay_while_writers_race_across_replicas(replicas, settings):
     a, b = replicas
-    apis = [Api(server.url) for server in (a, b)]
+    apis = [GraphQL(server.url) for server in (a, b)]
     await apis[0].login("admin", ADMIN_PASSWORD)
     for api in apis:
         api.token = apis[0].token
@@ -350,8 +207,8 @@ async def test_gapless_replay_while_writers_race_across_replicas(replicas, setti
         api = apis[index % 2]
         for pair in range(pairs_per_writer):
             path = f"Content/W{index}/{pair % 7}.uasset"
-            assert "errors" not in await api.acquire(path)
-            assert "errors" not in await api.release(path)
+            assert "errors" not in await lock(api, path)
+            assert "errors" not in await unlock(api, path)
 
     async def reconnecting_subscriber() -> list[int]:
         seen: list[int] = []
@@ -407,8 +264,8 @@ async def test_gapless_replay_while_writers_race_across_replicas(replicas, setti
 
 async def test_killing_a_replica_mid_burst_loses_no_committed_change(replicas, settings):
     a, b = replicas
-    api = Api(a.url)
-    await api.login("admin", ADMIN_PASSWORD)
+    api = GraphQL(a.url)
+    await api.sign_in("admin", ADMIN_PASSWORD)
     stop = asyncio.Event()
 
     async def hammer(index: int) -> None:
@@ -416,8 +273,8 @@ async def test_killing_a_replica_mid_burst_loses_no_committed_change(replicas, s
         while not stop.is_set():
             path = f"Content/K{index}/{pair % 5}.uasset"
             try:
-                await api.acquire(path)
-                await api.release(path)
+                await lock(api, path)
+                await unlock(api, path)
             except httpx.HTTPError:
                 return
             pair += 1
@@ -454,8 +311,8 @@ async def test_killing_a_replica_mid_burst_loses_no_committed_change(replicas, s
     for seen in watcher.events:
         assert committed[seen["seq"]] == (seen["kind"], seen["lock"]["path"])
     # The surviving replica still serves, and sees the same state.
-    survivor = Api(b.url)
-    await survivor.login("admin", ADMIN_PASSWORD)
+    survivor = GraphQL(b.url)
+    await survivor.sign_in("admin", ADMIN_PASSWORD)
     listed = (await survivor.data('{ locks(project: "default") { totalCount seq } }'))["locks"]
     assert (listed["totalCount"], listed["seq"]) == (len(held), last_seq)
     await survivor.close()
@@ -467,8 +324,8 @@ async def test_the_expiry_job_releases_expired_locks_once_across_replicas(
     fast_expiry = settings.replace(redis_url=shared_redis_url, lock_expiry_interval=1)
     servers = [start_server(fast_expiry, tmp_path / f"{name}.log") for name in "ab"]
     try:
-        api = Api(servers[0].url)
-        await api.login("admin", ADMIN_PASSWORD)
+        api = GraphQL(servers[0].url)
+        await api.sign_in("admin", ADMIN_PASSWORD)
         async with Subscription(servers[1].ws_url, api.token, {"project": "default"}) as live:
             for index in range(5):
                 await api.post(
@@ -499,8 +356,8 @@ async def test_subscribers_with_different_selections_each_get_their_own_shape(se
     maps = Subscription(server.ws_url, mira.token, {"p": "Maps/"}, query=mine)
     chars = Subscription(server.ws_url, mira.token, {"p": "Chars/"}, query=mine)
     async with full, brief, maps, chars:
-        await mira.acquire("Maps/A.umap")
-        await mira.acquire("Chars/B.uasset")
+        await lock(mira, "Maps/A.umap")
+        await lock(mira, "Chars/B.uasset")
         await full.wait_for(2)
         await brief.wait_for(2)
         await maps.wait_for(1)
@@ -516,14 +373,14 @@ async def test_subscribers_keep_receiving_when_redis_goes_away(settings, private
     redis_process, redis_url = private_redis
     running = start_server(settings.replace(redis_url=redis_url), tmp_path / "server.log")
     try:
-        api = Api(running.url)
-        await api.login("admin", ADMIN_PASSWORD)
+        api = GraphQL(running.url)
+        await api.sign_in("admin", ADMIN_PASSWORD)
         async with Subscription(running.ws_url, api.token, {"project": "default"}) as live:
-            await api.acquire("Before.uasset")
+            await lock(api, "Before.uasset")
             await live.wait_for(1)
             redis_process.kill()
             redis_process.wait()
-            assert "errors" not in await api.acquire("After.uasset")
+            assert "errors" not in await lock(api, "After.uasset")
             events = await live.wait_for(2, timeout=15)
         assert [(e["seq"], e["lock"]["path"]) for e in events] == [
             (1, "Before.uasset"),
@@ -535,11 +392,11 @@ async def test_subscribers_keep_receiving_when_redis_goes_away(settings, private
 
 
 async def test_the_holder_sees_requests_and_an_observer_sees_deactivation_live(server, mira):
-    admin = Api(server.url)
-    await admin.login("admin", ADMIN_PASSWORD)
-    noor = Api(server.url)
-    await noor.login("noor", USER_PASSWORD)
-    await mira.acquire("Content/Hero.uasset")
+    admin = GraphQL(server.url)
+    await admin.sign_in("admin", ADMIN_PASSWORD)
+    noor = GraphQL(server.url)
+    await noor.sign_in("noor", USER_PASSWORD)
+    await lock(mira, "Content/Hero.uasset")
     holder = Subscription(server.ws_url, mira.token, {"project": "default", "since": 1})
     observer = Subscription(server.ws_url, admin.token, {"project": "default"})
     async with holder, observer:
@@ -576,8 +433,8 @@ async def test_a_separate_worker_process_runs_the_jobs(settings, tmp_path):
 
     quiet = settings.replace(run_jobs=False, lock_expiry_interval=1)
     running = start_server(quiet, tmp_path / "server.log")
-    api = Api(running.url)
-    await api.login("admin", ADMIN_PASSWORD)
+    api = GraphQL(running.url)
+    await api.sign_in("admin", ADMIN_PASSWORD)
     expiring = (
         'mutation { acquireLock(project: "default", path: "T.uasset", ttlSeconds: 1) { id } }'
     )
@@ -619,15 +476,15 @@ async def test_mail_outlives_a_crash_between_commit_and_send(settings, smtp_serv
         smtp_host="127.0.0.1", smtp_port=free_port(), smtp_tls="none", run_jobs=False
     )
     first = start_server(unreachable, tmp_path / "first.log")
-    api = Api(first.url)
-    await api.login("admin", ADMIN_PASSWORD)
+    api = GraphQL(first.url)
+    await api.sign_in("admin", ADMIN_PASSWORD)
     await api.data(
         'mutation { createUser(input: {username: "mira", email: "mira@studio.example", '
         'password: "user-password-1"}) { id } }'
     )
-    mira = Api(first.url)
-    await mira.login("mira", USER_PASSWORD)
-    await mira.acquire("Content/Hero.uasset")
+    mira = GraphQL(first.url)
+    await mira.sign_in("mira", USER_PASSWORD)
+    await lock(mira, "Content/Hero.uasset")
     await api.data(
         'mutation { requestLockRelease(project: "default", path: "Content/Hero.uasset") { seq } }'
     )
@@ -654,8 +511,8 @@ async def test_mail_outlives_a_crash_between_commit_and_send(settings, smtp_serv
 
 async def test_a_settings_change_reaches_the_other_replica_within_a_second(replicas):
     a, b = replicas
-    on_a, on_b = Api(a.url), Api(b.url)
-    await on_a.login("admin", ADMIN_PASSWORD)
+    on_a, on_b = GraphQL(a.url), GraphQL(b.url)
+    await on_a.sign_in("admin", ADMIN_PASSWORD)
     register = """mutation { register(input: {username: "newbie", email: "n@example.com",
         password: "password-1"}) { user { username } } }"""
     refused = await on_b.post(register)
@@ -680,15 +537,15 @@ async def test_two_replicas_running_jobs_send_each_message_once(
     )
     servers = [start_server(mailing, tmp_path / f"{name}.log") for name in "ab"]
     try:
-        admin = Api(servers[0].url)
-        await admin.login("admin", ADMIN_PASSWORD)
+        admin = GraphQL(servers[0].url)
+        await admin.sign_in("admin", ADMIN_PASSWORD)
         await admin.data(
             'mutation { createUser(input: {username: "mira", email: "mira@studio.example", '
             'password: "user-password-1"}) { id } }'
         )
-        mira = Api(servers[1].url)
-        await mira.login("mira", USER_PASSWORD)
-        await mira.acquire("Content/Hero.uasset")
+        mira = GraphQL(servers[1].url)
+        await mira.sign_in("mira", USER_PASSWORD)
+        await lock(mira, "Content/Hero.uasset")
         for index in range(10):
             await admin.data(
                 'mutation($m: String!) { requestLockRelease(project: "default", '

@@ -5,7 +5,6 @@ import asyncio
 import json
 import time
 
-import httpx
 import jwt
 import pytest
 import websockets
@@ -16,6 +15,7 @@ from gql.transport.websockets import WebsocketsTransport
 from db.engine import Database
 from db.server_state import get_secret
 from tests.conftest import ADMIN_PASSWORD, start_server, stop_server
+from tests.support.graphql import Sync
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
 LOGIN = """mutation($u: String!, $p: String!) { login(username: $u, password: $p) {
@@ -30,13 +30,7 @@ def jwt_server(settings, tmp_path):
 
 
 def post(server, query, variables=None, token=None):
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.post(
-        f"{server.url}/graphql",
-        json={"query": query, "variables": variables or {}},
-        headers=headers,
-        timeout=10,
-    ).json()
+    return Sync(server.url).post(query, variables, token)
 
 
 def login(server) -> dict:
