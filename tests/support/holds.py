@@ -1,0 +1,146 @@
+"""Each area's holds as the hold contract test (tests/test_hold_contract.py) drives them.
+
+An area adds one `HoldArea` here: how to make a thing to hold, take it, give it back, force it,
+ask for it, read its history and follow it live, and what its event kinds are called. The
+contract — one winner, a conflict naming the holder, the holder told, `since` with no gap and
+no duplicate, bad input refused with nothing changed — is written once, for all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from db.engine import Database
+from db.identity import User
+from db.locks import Lock
+from tests.support.graphql import GraphQL
+
+
+@dataclass(frozen=True)
+class Kinds:
+    taken: str
+    released: str
+    forced: str
+    asked: str
+
+
+class HoldArea:
+    name: str
+    kinds: Kinds
+    history_field: str
+    events_field: str
+
+    async def target(self, api: GraphQL, admin: str, index: int = 0) -> str:
+        """A thing to hold, made as the admin; returns how requests name it."""
+        raise NotImplementedError
+
+    async def take(self, api: GraphQL, token: str, target: str) -> dict:
+        raise NotImplementedError
+
+    async def release(self, api: GraphQL, token: str, target: str, force: bool = False) -> dict:
+        raise NotImplementedError
+
+    async def ask(self, api: GraphQL, token: str, target: str, message: str) -> dict:
+        raise NotImplementedError
+
+    async def history(self, api: GraphQL, token: str, since: int | None = None) -> list[dict]:
+        raise NotImplementedError
+
+    def live(self, since: int | None) -> tuple[str, dict]:
+        """The subscription document and variables that follow this area's stream."""
+        raise NotImplementedError
+
+    def holder_named(self, error: dict) -> str:
+        """The holder a CONFLICT names in its extensions."""
+        raise NotImplementedError
+
+    def holder_of(self, event: dict) -> str:
+        raise NotImplementedError
+
+    async def held(self, database_url: str) -> dict[str, str]:
+        """What the database holds: target → holder's username."""
+        raise NotImplementedError
+
+    bad_targets: tuple[tuple[str, str], ...] = ()
+    """(target, code) pairs that must be refused, changing nothing."""
+
+
+EVENT = "seq kind actor { username } message"
+
+
+class LockArea(HoldArea):
+    name = "locks"
+    kinds = Kinds("ACQUIRED", "RELEASED", "FORCE_RELEASED", "RELEASE_REQUESTED")
+    history_field = "lockHistory"
+    events_field = "lockEvents"
+    bad_targets = (
+        ("../outside.uasset", "BAD_USER_INPUT"),
+        ("/absolute.uasset", "BAD_USER_INPUT"),
+        ("Content/\u0000.uasset", "BAD_USER_INPUT"),
+    )
+
+    async def target(self, api: GraphQL, admin: str, index: int = 0) -> str:
+        return f"Content/Contract/Thing{index}.uasset"
+
+    async def take(self, api: GraphQL, token: str, target: str) -> dict:
+        return await api.post(
+            'mutation($p: String!) { acquireLock(project: "default", path: $p) '
+            "{ path owner { username } } }",
+            {"p": target},
+            token=token,
+        )
+
+    async def release(self, api: GraphQL, token: str, target: str, force: bool = False) -> dict:
+        return await api.post(
+            'mutation($p: String!, $f: Boolean) { releaseLock(project: "default", path: $p, '
+            "force: $f) { path owner { username } } }",
+            {"p": target, "f": force},
+            token=token,
+        )
+
+    async def ask(self, api: GraphQL, token: str, target: str, message: str) -> dict:
+        return await api.post(
+            'mutation($p: String!, $m: String) { requestLockRelease(project: "default", '
+            f"path: $p, message: $m) {{ {EVENT} lock {{ owner {{ username }} }} }} }}",
+            {"p": target, "m": message},
+            token=token,
+        )
+
+    async def history(self, api: GraphQL, token: str, since: int | None = None) -> list[dict]:
+        data = await api.data(
+            'query($s: Long) { lockHistory(project: "default", since: $s) '
+            f"{{ {EVENT} lock {{ path owner {{ username }} }} }} }}",
+            {"s": since},
+            token=token,
+        )
+        return data["lockHistory"]
+
+    def live(self, since: int | None) -> tuple[str, dict]:
+        query = (
+            'subscription($s: Long) { lockEvents(project: "default", since: $s) '
+            f"{{ {EVENT} lock {{ path owner {{ username }} }} }} }}"
+        )
+        return query, {"s": since}
+
+    def holder_named(self, error: dict) -> str:
+        [holder] = error["extensions"]["holders"]
+        return holder["username"]
+
+    def holder_of(self, event: dict) -> str:
+        return event["lock"]["owner"]["username"]
+
+    async def held(self, database_url: str) -> dict[str, str]:
+        db = Database(database_url)
+        try:
+            async with db.read() as session:
+                rows = await session.execute(
+                    select(Lock.path, User.username).join(User, User.id == Lock.owner_id)
+                )
+                return dict(rows.all())
+        finally:
+            await db.dispose()
+
+
+AREAS = [LockArea()]
