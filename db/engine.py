@@ -38,13 +38,20 @@ DEFAULT_POOL_SIZE = 16
 
 
 def create_engine(
-    url: str, *, pooled: bool = True, read_only: bool = False, pool_size: int = DEFAULT_POOL_SIZE
+    url: str,
+    *,
+    pooled: bool = True,
+    read_only: bool = False,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    foreign_keys: bool = True,
 ) -> AsyncEngine:
     """An engine with the dialect's settings for safe concurrent writers.
 
     SQLite runs in WAL mode and every transaction starts with `BEGIN IMMEDIATE`, so writers queue
     on the database lock instead of failing when a read transaction tries to upgrade. A
     `read_only` SQLite engine begins with a plain `BEGIN`: WAL readers never wait for writers.
+    Migrations run without `foreign_keys`: Alembic's batch mode rebuilds a table by dropping
+    it, and a drop with foreign keys on deletes the rows that refer to it.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -59,7 +66,7 @@ def create_engine(
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             _use_wal(cursor)
-            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 

@@ -45,7 +45,7 @@ async def _run(url: str, action) -> None:
     Alembic may commit between revisions, so the lock must outlive transactions: a session-level
     advisory lock on PostgreSQL, a lock file beside the database on SQLite.
     """
-    engine = create_engine(url, pooled=False)
+    engine = create_engine(url, pooled=False, foreign_keys=False)
     try:
         with _sqlite_file_lock(url) if engine.dialect.name == "sqlite" else nullcontext():
             async with engine.connect() as connection:

@@ -61,6 +61,7 @@ class _Collect(Visitor):
         self.type_info = type_info
         self.names: list[str] = []
         self.inputs: list[_Input] = []
+        self.defining = False
 
     def enter_argument(self, node, *_args) -> None:
         self.names.append(node.name.value)
@@ -76,15 +77,17 @@ class _Collect(Visitor):
 
     def enter_variable_definition(self, node, *_args) -> None:
         self.names.append(node.variable.name.value)
+        self.defining = True
 
     def leave_variable_definition(self, *_args) -> None:
         self.names.pop()
+        self.defining = False
 
     def enter_string_value(self, node: StringValueNode, *_args) -> None:
         self.inputs.append(_Input(tuple(self.names), None, literal=node.value))
 
     def enter_variable(self, node: VariableNode, *_args) -> None:
-        if len(self.names) > 0 and self.type_info.get_input_type() is not None:
+        if not self.defining and self.names and self.type_info.get_input_type() is not None:
             self.inputs.append(
                 _Input(tuple(self.names), self.type_info.get_input_type(), variable=node.name.value)
             )

@@ -9,7 +9,7 @@ import sys
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from db import migrations
 from db.engine import create_engine
@@ -76,3 +76,64 @@ def test_two_processes_migrating_at_once(fresh_database):
 def settings_free_environment() -> dict[str, str]:
     clean = {key: value for key, value in os.environ.items() if not key.startswith("HOLDFAST_")}
     return {**clean, "HOLDFAST_CONFIG": os.devnull}
+
+
+async def _rows(url: str, sql: str) -> list[tuple]:
+    engine = create_engine(url, pooled=False)
+    async with engine.connect() as connection:
+        rows = (await connection.execute(text(sql))).all()
+    await engine.dispose()
+    return [tuple(row) for row in rows]
+
+
+async def _run(url: str, *statements: str) -> None:
+    engine = create_engine(url, pooled=False)
+    async with engine.begin() as connection:
+        for statement in statements:
+            await connection.execute(text(statement))
+    await engine.dispose()
+
+
+def test_streams_take_over_the_projects_counters_with_their_history(fresh_database):
+    """0010 on a database in use: seqs, the purge mark and the events carry over, the mailer
+    starts where the events are (no mail about the past), and new tokens are above old ones."""
+    url = fresh_database()
+    asyncio.run(migrations.upgrade(url, "0009"))
+    at = "'2026-11-30 10:00:00+00:00'"
+    asyncio.run(
+        _run(
+            url,
+            "INSERT INTO users (id, username, email, password_hash, role, active,"
+            " token_version, created_at, updated_at)"
+            f" VALUES (1, 'mira', 'm@x', 'h', 'user', true, 0, {at}, {at})",
+            "INSERT INTO projects (id, slug, name, case_sensitive, created_at,"
+            " force_release_policy, last_seq, last_fencing_token, purged_through_seq)"
+            f" VALUES (1, 'game', 'Game', false, {at}, 'admins', 3, 2, 1)",
+            "INSERT INTO locks (id, project_id, path, path_key, owner_id, acquired_at,"
+            f" fencing_token) VALUES (7, 1, 'A.uasset', 'a.uasset', 1, {at}, 2)",
+            *(
+                "INSERT INTO lock_events (project_id, seq, kind, lock_id, path, owner_id,"
+                " owner_username, acquired_at, fencing_token, at) VALUES"
+                f" (1, {seq}, '{kind}', {lock_id}, 'A.uasset', 1, 'mira', {at}, {token}, {at})"
+                for seq, kind, lock_id, token in [(2, "RELEASED", 6, 1), (3, "ACQUIRED", 7, 2)]
+            ),
+        )
+    )
+    asyncio.run(migrations.upgrade(url))
+    [(stream_id, scope, last_seq, purged)] = asyncio.run(
+        _rows(url, "SELECT id, scope, last_seq, purged_through_seq FROM streams")
+    )
+    assert (scope, last_seq, purged) == ("locks:game", 3, 1)
+    assert asyncio.run(_rows(url, "SELECT stream_id FROM projects")) == [(stream_id,)]
+    assert asyncio.run(_rows(url, "SELECT stream_id, seq FROM lock_events ORDER BY seq")) == [
+        (stream_id, 2),
+        (stream_id, 3),
+    ]
+    assert asyncio.run(_rows(url, "SELECT consumer, seq FROM stream_cursors")) == [("mail", 3)]
+    assert asyncio.run(_rows(url, "SELECT fencing_token FROM locks")) == [(2,)]
+    asyncio.run(migrations.downgrade(url, "0009"))
+    assert asyncio.run(_rows(url, "SELECT last_seq, purged_through_seq FROM projects")) == [(3, 1)]
+    assert asyncio.run(_rows(url, "SELECT project_id, seq FROM lock_events ORDER BY seq")) == [
+        (1, 2),
+        (1, 3),
+    ]

@@ -8,8 +8,10 @@ every message): with it, the test times out instead of passing.
 import asyncio
 import secrets
 
+import pytest
+
 from domain.bus import EventBus
-from tests.conftest import TEST_REDIS_URL, free_port, start_redis
+from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, free_port, start_redis
 
 
 async def test_a_published_message_reaches_every_subscriber():
@@ -66,3 +68,42 @@ async def test_the_bus_comes_back_after_redis_restarts(tmp_path):
         await bus.disconnect()
         server.kill()
         server.wait()
+
+
+POSTGRES_ONLY = pytest.mark.skipif(
+    not TEST_DATABASE_URL, reason="needs PostgreSQL (HOLDFAST_TEST_DATABASE_URL)"
+)
+
+
+@POSTGRES_ONLY
+async def test_postgresql_listen_notify_delivers_and_comes_back_after_its_connection_dies(
+    database_url,
+):
+    """The bus on PostgreSQL alone (HOLDFAST_BUS=postgres): messages cross processes, and when
+    its listening connection is killed it reconnects and says what may have been missed."""
+    import asyncpg
+
+    publisher, bus = EventBus(database_url), EventBus(database_url)
+    await publisher.connect()
+    await bus.connect()
+    try:
+        async with bus.subscribe("events") as messages:
+            await publisher.publish("events", "before")
+            assert await asyncio.wait_for(anext(messages), 5) == "before"
+            await publisher.publish_many([("events", "one"), ("events", "two")])
+            assert [await asyncio.wait_for(anext(messages), 5) for _ in range(2)] == ["one", "two"]
+            admin = await asyncpg.connect(
+                database_url.replace("postgresql+asyncpg://", "postgresql://")
+            )
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE 'LISTEN%' AND datname = current_database()"
+            )
+            await admin.close()
+            assert await asyncio.wait_for(anext(messages), 15) is None
+            assert bus.healthy
+            await publisher.publish("events", "after")
+            assert await asyncio.wait_for(anext(messages), 5) == "after"
+    finally:
+        await publisher.disconnect()
+        await bus.disconnect()

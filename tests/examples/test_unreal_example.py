@@ -19,19 +19,18 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import (
     ADMIN_PASSWORD,
     ROOT,
     USER_PASSWORD,
-    Api,
     ServerProcess,
     free_port,
     start_server,
     stop_server,
 )
+from tests.support.graphql import GraphQL
 
 SCRIPT = ROOT / "examples" / "unreal" / "holdfast_lock_cache.py"
 
@@ -54,11 +53,11 @@ def serve_on(settings, port: int, log: Path) -> ServerProcess:
     return start_server(settings, log, port=port)
 
 
-def remote(url: str, token: str | None = None) -> Api:
-    return Api(httpx.AsyncClient(base_url=url, timeout=30), token)
+def remote(url: str, token: str | None = None) -> GraphQL:
+    return GraphQL(url, token)
 
 
-async def server_state(api: Api) -> tuple[dict[str, tuple[str, str]], int]:
+async def server_state(api: GraphQL) -> tuple[dict[str, tuple[str, str]], int]:
     """Every held lock {path: (owner, id)} and the `seq` of the first page."""
     held, after, seq = {}, None, None
     while True:
@@ -83,14 +82,14 @@ async def wait_until(cache, predicate, timeout: float = 20) -> None:
     )
 
 
-async def api_token(api: Api, token: str) -> str:
+async def api_token(api: GraphQL, token: str) -> str:
     data = await api.data(
         'mutation { createApiToken(name: "unreal editor") { token } }', token=token
     )
     return data["createApiToken"]["token"]
 
 
-async def acquire(api: Api, path: str, token: str, **extra) -> dict:
+async def acquire(api: GraphQL, path: str, token: str, **extra) -> dict:
     data = await api.data(
         "mutation($path: String!, $comment: String, $ttl: Int) { acquireLock(project: "
         '"default", path: $path, comment: $comment, ttlSeconds: $ttl) { id path } }',
@@ -100,7 +99,7 @@ async def acquire(api: Api, path: str, token: str, **extra) -> dict:
     return data["acquireLock"]
 
 
-async def release(api: Api, path: str, token: str, force: bool = False) -> None:
+async def release(api: GraphQL, path: str, token: str, force: bool = False) -> None:
     await api.data(
         'mutation($path: String!, $force: Boolean) { releaseLock(project: "default", '
         "path: $path, force: $force) { id } }",
@@ -109,7 +108,7 @@ async def release(api: Api, path: str, token: str, force: bool = False) -> None:
     )
 
 
-async def request_release(api: Api, path: str, token: str, message: str) -> None:
+async def request_release(api: GraphQL, path: str, token: str, message: str) -> None:
     await api.data(
         'mutation($path: String!, $m: String) { requestLockRelease(project: "default", '
         "path: $path, message: $m) { seq } }",
@@ -118,7 +117,7 @@ async def request_release(api: Api, path: str, token: str, message: str) -> None
     )
 
 
-async def sign_in_people(api: Api) -> dict[str, str]:
+async def sign_in_people(api: GraphQL) -> dict[str, str]:
     """Access tokens of admin, mira and noor (created here); `api` reads as admin."""
     tokens = {"admin": (await api.login("admin", ADMIN_PASSWORD))["accessToken"]}
     for name in ["mira", "noor"]:
