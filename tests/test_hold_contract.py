@@ -164,3 +164,29 @@ async def test_two_replicas_racing_for_one_thing_have_one_winner(
     finally:
         for replica in replicas:
             stop_server(replica)
+
+
+async def test_a_deactivated_user_holds_nothing_even_while_taking_at_that_moment(
+    area, api, people, settings
+):
+    things = [await area.target(api, people["admin"], index) for index in range(20)]
+    mira_id = next(
+        edge["node"]["id"]
+        for edge in (
+            await api.data("{ users { edges { node { id username } } } }", token=people["admin"])
+        )["users"]["edges"]
+        if edge["node"]["username"] == "mira"
+    )
+    deactivate = api.data(
+        "mutation($id: ID!) { updateUser(id: $id, input: {active: false}) { id } }",
+        {"id": mira_id},
+        token=people["admin"],
+    )
+    answers = await asyncio.gather(
+        *(area.take(api, people["mira"], thing) for thing in things[:10]),
+        deactivate,
+        *(area.take(api, people["mira"], thing) for thing in things[10:]),
+    )
+    refused = [a for a in answers if isinstance(a, dict) and "errors" in a]
+    assert all(a["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED" for a in refused)
+    assert "mira" not in (await area.held(settings.database_url)).values()

@@ -117,15 +117,15 @@ def test_bad_input_from_the_server_is_one_line(people, tmp_path):
 
 def test_a_conflict_names_the_holder_and_takes_nothing(people, admin_gql):
     alice, bob = people("alice"), people("bob")
-    held, free = f"{unique_dir()}/A.uasset", f"{unique_dir()}/Free.uasset"
-    bob.ok("lock", held)
-    result = alice("lock", free, held)
+    taken, free = f"{unique_dir()}/A.uasset", f"{unique_dir()}/Free.uasset"
+    bob.ok("lock", taken)
+    result = alice("lock", free, taken)
     assert result.returncode == 1
     assert one_error_line(result) == (
-        f"holdfast: CONFLICT: already locked: {held} (held by {bob.name})"
+        f"holdfast: CONFLICT: already locked: {taken} (held by {bob.name})"
     )
     assert held(admin_gql, free) is None  # all or nothing
-    assert held(admin_gql, held)["owner"]["username"] == bob.name
+    assert held(admin_gql, taken)["owner"]["username"] == bob.name
 
 
 def test_locks_lists_mine_by_prefix_and_as_json(people):

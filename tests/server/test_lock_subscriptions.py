@@ -197,7 +197,7 @@ async def test_a_subscriber_on_one_replica_sees_a_lock_taken_on_another(replicas
 async def test_gapless_replay_while_writers_race_across_replicas(replicas, settings):
     a, b = replicas
     apis = [GraphQL(server.url) for server in (a, b)]
-    await apis[0].login("admin", ADMIN_PASSWORD)
+    await apis[0].sign_in("admin", ADMIN_PASSWORD)
     for api in apis:
         api.token = apis[0].token
     writers_done = asyncio.Event()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -117,7 +118,8 @@ class GraphQL:
 
 
 class Sync:
-    """The same client for tests that are not async: each call runs on its own event loop."""
+    """The same client for code that does not await: each call runs on an event loop of its
+    own (in a thread of its own when the caller's thread already runs one)."""
 
     def __init__(self, url: str, token: str | None = None) -> None:
         self.url, self.token = url, token
@@ -134,7 +136,12 @@ class Sync:
                 async with GraphQL(self.url, self.token) as client:
                     return await method(client, *args, **kwargs)
 
-            return asyncio.run(run())
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(run())
+            with ThreadPoolExecutor(1) as thread:
+                return thread.submit(asyncio.run, run()).result()
 
         return call
 
