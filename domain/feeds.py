@@ -7,8 +7,8 @@ reconnects) it reads the missing events from the table first. When the bus says 
 lost messages, or has been quiet for `check_interval`, the feed asks the table for anything
 newer. Subscribers join synchronously, replay the table up to the join point, then read their
 own queue. One that falls behind is cut off and reconnects with `since`: more than
-`queue_size` events waiting, and none taken since the feed last looked (a burst from one big
-write leaves a reader that keeps taking alone), or ten times that many whatever it does.
+`queue_size` events waiting for `STALL_SECONDS` while it took none (a burst from one big write
+leaves a reader that keeps taking alone), or more than `HARD_BACKLOG` whatever it does.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ logger = logging.getLogger("holdfast.feeds")
 REPLAY_PAGE = 500
 RECHECK_INTERVAL = 30.0
 MAX_MESSAGE_BYTES = 7000
-HARD_BACKLOG_FACTOR = 10
+STALL_SECONDS = 0.5
+HARD_BACKLOG = 20_000
 
 
 class SubscriberTooSlow(DomainError):
@@ -44,8 +45,13 @@ class Subscriber:
     queue: asyncio.Queue
     on_overflow: Callable[[], Awaitable[None]] | None = None
     overflowed: bool = False
-    progressed: bool = True
-    """Whether it took an event since the feed last found it behind."""
+    taken_at: float = 0.0
+    """When it last took an event."""
+    behind_since: float | None = None
+    """Since when it has had more than `queue_size` events waiting."""
+
+    def took(self) -> None:
+        self.taken_at = time.monotonic()
 
 
 @dataclass(eq=False)
@@ -122,20 +128,23 @@ class Feeds:
 
     def _deliver(self, feed: StreamFeed, change: Change) -> None:
         feed.last = change.seq
-        hard_limit = self.queue_size * HARD_BACKLOG_FACTOR
         for subscriber in list(feed.subscribers):
             subscriber.queue.put_nowait(change)
-            if subscriber.queue.qsize() > hard_limit:
+            if subscriber.queue.qsize() > HARD_BACKLOG:
                 self._cut_off_subscriber(feed, subscriber)
 
     def _check_backlogs(self, feed: StreamFeed) -> None:
-        """After a delivery: cut off whoever is behind and took nothing since last time."""
+        """After a delivery: cut off whoever has been behind, taking nothing, for a while."""
+        now = time.monotonic()
         for subscriber in list(feed.subscribers):
             if subscriber.queue.qsize() <= self.queue_size:
-                continue
-            if subscriber.progressed:
-                subscriber.progressed = False
-            else:
+                subscriber.behind_since = None
+            elif subscriber.behind_since is None:
+                subscriber.behind_since = now
+            elif (
+                now - subscriber.behind_since > STALL_SECONDS
+                and now - subscriber.taken_at > STALL_SECONDS
+            ):
                 self._cut_off_subscriber(feed, subscriber)
 
     def _cut_off_subscriber(self, feed: StreamFeed, subscriber: Subscriber) -> None:
@@ -327,12 +336,12 @@ class Feeds:
                     timeout = min(timeout, left)
                 try:
                     change = subscriber.queue.get_nowait()
-                    subscriber.progressed = True
+                    subscriber.took()
                 except asyncio.QueueEmpty:
                     try:
                         async with asyncio.timeout(max(timeout, 0)):
                             change = await subscriber.queue.get()
-                            subscriber.progressed = True
+                            subscriber.took()
                     except TimeoutError:
                         change = None
                 if recheck is not None and time.monotonic() >= next_check:

@@ -44,6 +44,38 @@ def log_unexpected(errors: list[GraphQLError], request_id: str | None) -> None:
             )
 
 
+def shaped(error: GraphQLError, phase: str, request_id: str | None) -> GraphQLError:
+    """The error as clients get it: with its code, and masked unless the client can act."""
+    original = error.original_error
+    if isinstance(original, DomainError):
+        extensions = {"code": original.code, **original.extensions}
+        message = original.message
+    elif isinstance(original, InvalidOperationTypeError):
+        extensions = {"code": "BAD_USER_INPUT"}
+        message = original.as_http_error_reason("this transport")
+    elif isinstance(original, CannotGetOperationTypeError):
+        extensions = {"code": "BAD_USER_INPUT"}
+        message = original.as_http_error_reason()
+    elif is_expected(error) and (error.path is None or phase != "execute"):
+        extensions = {**(error.extensions or {})}
+        extensions.setdefault("code", PHASE_CODES.get(phase, "BAD_USER_INPUT"))
+        message = error.message
+    else:
+        extensions = {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}
+        message = INTERNAL_MESSAGE
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions=extensions,
+    )
+
+
+PHASE_CODES = {"parse": "GRAPHQL_PARSE_FAILED", "validate": "GRAPHQL_VALIDATION_FAILED"}
+
+
 class ErrorCodes(SchemaExtension):
     def on_parse(self) -> Iterator[None]:
         self._phase = "parse"
@@ -57,47 +89,11 @@ class ErrorCodes(SchemaExtension):
         self._phase = "execute"
         yield
 
-    def _code(self, error: GraphQLError) -> str:
-        if self._phase == "parse":
-            return "GRAPHQL_PARSE_FAILED"
-        if self._phase == "validate":
-            return "GRAPHQL_VALIDATION_FAILED"
-        return "BAD_USER_INPUT"
-
-    def _shape(self, error: GraphQLError) -> GraphQLError:
-        original = error.original_error
-        if isinstance(original, DomainError):
-            extensions = {"code": original.code, **original.extensions}
-            message = original.message
-        elif isinstance(original, InvalidOperationTypeError):
-            extensions = {"code": "BAD_USER_INPUT"}
-            message = original.as_http_error_reason("this transport")
-        elif isinstance(original, CannotGetOperationTypeError):
-            extensions = {"code": "BAD_USER_INPUT"}
-            message = original.as_http_error_reason()
-        elif is_expected(error) and (error.path is None or self._phase != "execute"):
-            extensions = {**(error.extensions or {}), "code": self._code(error)}
-            message = error.message
-        else:
-            context = self.execution_context.context
-            extensions = {
-                "code": "INTERNAL_SERVER_ERROR",
-                "requestId": getattr(context, "request_id", None),
-            }
-            message = INTERNAL_MESSAGE
-        return GraphQLError(
-            message,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            extensions=extensions,
-        )
-
     def _process(self, result: object) -> None:
         errors = getattr(result, "errors", None)
         if errors:
-            result.errors = [self._shape(error) for error in errors]
+            request_id = getattr(self.execution_context.context, "request_id", None)
+            result.errors = [shaped(error, self._phase, request_id) for error in errors]
 
     def on_operation(self) -> Iterator[None]:
         self._phase = "parse"

@@ -109,46 +109,49 @@ def _strings(value: Any, type_: GraphQLInputType | None, names: tuple[str, ...])
             yield from _strings(item, field.type if field else None, (*names, str(key)))
 
 
+_documents: OrderedDict[int, tuple[DocumentNode, list[_Input]]] = OrderedDict()
+
+
+def _inputs(schema: GraphQLSchema, document: DocumentNode) -> list[_Input]:
+    """Where strings enter this document (worked out once per parsed document)."""
+    cached = _documents.get(id(document))
+    if cached is not None and cached[0] is document:
+        return cached[1]
+    type_info = TypeInfo(schema)
+    collector = _Collect(type_info)
+    visit(document, TypeInfoVisitor(type_info, collector))
+    _documents[id(document)] = (document, collector.inputs)
+    while len(_documents) > _DOCUMENTS_KEPT:
+        _documents.popitem(last=False)
+    return collector.inputs
+
+
+def check_inputs(schema: GraphQLSchema, document: DocumentNode, variables: dict | None) -> None:
+    """Raise a coded GraphQLError for the first string that holds a forbidden character."""
+    variables = variables or {}
+    for entry in _inputs(schema, document):
+        if entry.literal is not None:
+            found = [(entry.names, entry.literal)]
+        else:
+            found = _strings(variables.get(entry.variable), entry.type, entry.names)
+        for names, value in found:
+            character = bad_character(names[-1], value)
+            if character is not None:
+                # A GraphQLError with its code: raised before execution, it skips the
+                # extension that gives domain errors theirs.
+                raise GraphQLError(
+                    f"{'.'.join(names)} contains a control character "
+                    f"(U+{ord(character):04X}), which it may not hold",
+                    extensions={"code": "BAD_USER_INPUT", "field": names[-1]},
+                )
+
+
 class InputChecks(SchemaExtension):
     """Refuses, before execution, any operation that sends a string with a forbidden
     character (see the module's docstring)."""
 
-    _documents: OrderedDict[int, tuple[DocumentNode, list[_Input]]] = OrderedDict()
-
-    @classmethod
-    def _inputs(cls, schema: GraphQLSchema, document: DocumentNode) -> list[_Input]:
-        cached = cls._documents.get(id(document))
-        if cached is not None and cached[0] is document:
-            return cached[1]
-        type_info = TypeInfo(schema)
-        collector = _Collect(type_info)
-        visit(document, TypeInfoVisitor(type_info, collector))
-        cls._documents[id(document)] = (document, collector.inputs)
-        while len(cls._documents) > _DOCUMENTS_KEPT:
-            cls._documents.popitem(last=False)
-        return collector.inputs
-
     def on_execute(self) -> Iterator[None]:
-        self._check()
-        yield
-
-    def _check(self) -> None:
         context = self.execution_context
-        if context.graphql_document is None:
-            return
-        variables = context.variables or {}
-        for entry in self._inputs(context.schema._schema, context.graphql_document):
-            if entry.literal is not None:
-                found = [(entry.names, entry.literal)]
-            else:
-                found = _strings(variables.get(entry.variable), entry.type, entry.names)
-            for names, value in found:
-                character = bad_character(names[-1], value)
-                if character is not None:
-                    # A GraphQLError with its code: raised before execution, it skips the
-                    # extension that gives domain errors theirs.
-                    raise GraphQLError(
-                        f"{'.'.join(names)} contains a control character "
-                        f"(U+{ord(character):04X}), which it may not hold",
-                        extensions={"code": "BAD_USER_INPUT", "field": names[-1]},
-                    )
+        if context.graphql_document is not None:
+            check_inputs(context.schema._schema, context.graphql_document, context.variables)
+        yield

@@ -23,6 +23,7 @@ from graph.errors import ErrorCodes, log_unexpected
 from graph.identity import IdentityMutation, IdentityQuery
 from graph.inputs import InputChecks
 from graph.jobs import JobQuery
+from graph.live import Live
 from graph.locks import LockMutation, LockQuery, LockSubscription
 from graph.notify import WatchMutation, WatchQuery
 from graph.projects import ProjectMutation, ProjectQuery
@@ -99,7 +100,7 @@ def build_schema(limits: Limits = Limits()) -> strawberry.Schema:
     ]
     if not limits.introspection:
         extensions.append(DisableIntrospection)
-    return HoldfastSchema(
+    built = HoldfastSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -107,6 +108,8 @@ def build_schema(limits: Limits = Limits()) -> strawberry.Schema:
         config=StrawberryConfig(scalar_map=SCALARS),
         execution_context_class=SharedEventExecutionContext,
     )
+    built.live = Live(built, limit_rules, limits.max_tokens, limits.introspection)
+    return built
 
 
 schema = build_schema()

@@ -271,7 +271,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             introspection=settings.introspection,
         )
     )
-    graphql = GraphQLApp(schema, services=None, allowed_origins=settings.cors_origins)
+    graphql = GraphQLApp(
+        schema, services=None, allowed_origins=settings.cors_origins, live=schema.live
+    )
     lfs = GitLfs()
 
     @asynccontextmanager

@@ -17,22 +17,30 @@ checked by the `graphql-http` audit suite in tests/server/test_graphql_over_http
   `extensions.code` `BAD_REQUEST`.
 """
 
+import asyncio
+import contextlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.schema import BaseSchema
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -117,10 +125,70 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
         await super().handle_connection_init(message)
 
 
+class TransportWSHandler(BaseGraphQLTransportWSHandler):
+    """graphql-transport-ws, with subscriptions served by graph.live: each event's frame is
+    made once and sent to every subscriber of the same document and variables."""
+
+    async def run_operation(self, operation: Operation) -> None:
+        live = getattr(self.view, "live", None)
+        plan = live.plan(operation.query, operation.operation_name) if live else None
+        if plan is None:
+            await super().run_operation(operation)
+            return
+        request_id = getattr(self.context, "request_id", None)
+        try:
+            executor, source = await live.start(plan, operation.variables, self.context)
+            if executor is None:
+                await operation.send_operation_message(
+                    {
+                        "id": operation.id,
+                        "type": "error",
+                        "payload": live.errors_payload(source, "execute", request_id),
+                    }
+                )
+                return
+            try:
+                async for payload in source:
+                    frame = await live.frame(plan, operation.variables, executor, payload)
+                    await self._send_next(operation, frame)
+            finally:
+                close = getattr(source, "aclose", None)
+                if close is not None:
+                    await close()
+        except (asyncio.CancelledError, WebSocketDisconnected):
+            raise
+        except Exception as error:
+            coded = (
+                error
+                if isinstance(error, GraphQLError)
+                else GraphQLError(str(error), original_error=error)
+            )
+            errors = live.errors_payload([coded], "execute", request_id)
+            with contextlib.suppress(Exception):
+                await self._send_next(
+                    operation, orjson.dumps({"data": None, "errors": errors}).decode()
+                )
+        with contextlib.suppress(Exception):
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+
+    async def _send_next(self, operation: Operation, payload: str) -> None:
+        """A `next` message around an already encoded payload (shared by many subscribers)."""
+        if operation.completed:
+            return
+        frame = '{"id":' + orjson.dumps(operation.id).decode() + ',"type":"next","payload":'
+        try:
+            await self.websocket.ws.send_text(frame + payload + "}")
+        except WebSocketDisconnect as disconnected:
+            raise WebSocketDisconnected from disconnected
+
+
 class GraphQLApp(GraphQL):
     graphql_ws_handler_class = LegacyWSHandler
+    graphql_transport_ws_handler_class = TransportWSHandler
 
-    def __init__(self, schema: BaseSchema, services: Services, allowed_origins=()) -> None:
+    def __init__(
+        self, schema: BaseSchema, services: Services, allowed_origins=(), live=None
+    ) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql",
@@ -134,6 +202,7 @@ class GraphQLApp(GraphQL):
             allowed_origins=allowed_origins,
         )
         self.services = services
+        self.live = live
         self._graphiql_page = GRAPHIQL_PAGE.read_text()
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket):
