@@ -68,27 +68,33 @@ async def close_all(sockets: list) -> None:
     await asyncio.gather(*(socket_.close() for socket_ in sockets), return_exceptions=True)
 
 
-def _event_time(message: dict) -> float:
-    payload = message["payload"]["data"]
-    return datetime.fromisoformat(next(iter(payload.values()))["at"]).timestamp()
+def _seq(message: dict) -> int:
+    return next(iter(message["payload"]["data"].values()))["seq"]
 
 
-async def _collect(sockets: list, expected: int) -> list[float]:
-    latencies: list[float] = []
+async def _collect(sockets: list, expected: int) -> list[tuple[int, float]]:
+    """(seq, arrival time) of every message every socket receives."""
+    arrivals: list[tuple[int, float]] = []
 
     async def read(socket_) -> None:
         for _ in range(expected):
             message = json.loads(await socket_.recv())
-            latencies.append(time.time() - _event_time(message))
+            arrivals.append((_seq(message), time.perf_counter()))
 
     await asyncio.wait_for(asyncio.gather(*(read(socket_) for socket_ in sockets)), 600)
-    return latencies
+    return arrivals
 
 
-async def _changes(server, count: int) -> None:
+async def _changes(server, count: int) -> dict[int, float]:
+    """Make `count` lock changes; when each was known committed (its response arrived)."""
+    committed: dict[int, float] = {}
     async with httpx.AsyncClient(
         base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}
     ) as http:
+        first = (
+            await http.post("/graphql", json={"query": '{ locks(project: "default") { seq } }'})
+        ).json()
+        seq = first["data"]["locks"]["seq"]
         for index in range(count // 2):
             path = f"Bench/Delivery{index}.uasset"
             for query in (ACQUIRE, RELEASE):
@@ -96,7 +102,10 @@ async def _changes(server, count: int) -> None:
                     await http.post("/graphql", json={"query": query, "variables": {"p": path}})
                 ).json()
                 assert "errors" not in body, body
+                seq += 1
+                committed[seq] = time.perf_counter()
                 await asyncio.sleep(0.1)
+    return committed
 
 
 SAMPLE = {
@@ -121,14 +130,16 @@ SAMPLE = {
 
 
 async def holdfast_fanout(server, count: int) -> dict:
+    """Latency from commit (the writer's answer arrived: delivery may even come first) to
+    each subscriber's arrival."""
     sockets = await subscribers(server.ws_url, server.token, count)
     try:
         reader = asyncio.create_task(_collect(sockets, EVENTS))
-        await _changes(server, EVENTS)
-        latencies = await reader
+        committed = await _changes(server, EVENTS)
+        arrivals = await reader
     finally:
         await close_all(sockets)
-    return summary(latencies)
+    return summary([arrival - committed[seq] for seq, arrival in arrivals])
 
 
 async def floor_fanout(url: str, count: int) -> dict:
@@ -147,11 +158,14 @@ async def floor_fanout(url: str, count: int) -> dict:
                 await asyncio.sleep(0.05)
             reader = asyncio.create_task(_collect(sockets, EVENTS))
             message = json.loads(json.dumps(SAMPLE))
-            for _ in range(EVENTS):
+            sent: dict[int, float] = {}
+            for seq in range(1, EVENTS + 1):
+                message["payload"]["data"]["lockEvents"]["seq"] = seq
                 message["payload"]["data"]["lockEvents"]["at"] = datetime.now(UTC).isoformat()
+                sent[seq] = time.perf_counter()
                 await http.post("/emit", content=json.dumps(message))
                 await asyncio.sleep(0.1)
-            latencies = await reader
+            latencies = [arrival - sent[seq] for seq, arrival in await reader]
     finally:
         await close_all(sockets)
     return summary(latencies)

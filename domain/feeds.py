@@ -280,6 +280,7 @@ class Feeds:
         until: datetime | None = None,
         recheck: Callable[[], Awaitable[None]] | None = None,
         on_overflow: Callable[[], Awaitable[None]] | None = None,
+        on_joined: Callable[[], None] | None = None,
         what: str = "state",
     ) -> AsyncIterator[Change]:
         """Every change after `since` (stored ones first), then live ones, in seq order.
@@ -287,8 +288,9 @@ class Feeds:
         Without `since`, only changes from now on; only those `accept` takes are yielded.
         Ends with Unauthenticated at `until`, and when `recheck` (called every
         `RECHECK_INTERVAL` seconds) raises: the caller's access was revoked. A subscriber that
-        falls `queue_size` events behind is dropped and `on_overflow` is called: it may be stuck
-        sending to a dead client, so only closing its connection frees it.
+        falls behind is dropped and `on_overflow` is called: it may be stuck sending to a dead
+        client, so only closing its connection frees it. `on_joined` is called once the
+        subscriber has its place in the feed: every change committed after that reaches it.
         """
         if since is not None and since < 0:
             raise BadUserInput("since must not be negative", field="since")
@@ -297,6 +299,8 @@ class Feeds:
         try:
             await self._ready(feed)
             joined_at = feed.last
+            if on_joined is not None:
+                on_joined()
             last = joined_at if since is None else since
             if since is not None and since > joined_at:
                 newest = await self._newest_seq(stream_id)  # the bus may not have said yet

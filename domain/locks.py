@@ -707,6 +707,7 @@ class Locks:
         until: datetime | None = None,
         recheck: Callable[[], Awaitable[None]] | None = None,
         on_overflow: Callable[[], Awaitable[None]] | None = None,
+        on_joined: Callable[[], None] | None = None,
     ) -> tuple[Project, AsyncIterator[Change]]:
         """The project and its live changes (after `since`, stored ones first)."""
         prefix = normalize_prefix(path_prefix) if path_prefix else None
@@ -726,6 +727,7 @@ class Locks:
             until=until,
             recheck=recheck,
             on_overflow=on_overflow,
+            on_joined=on_joined,
             what="locks",
         )
         return project, changes

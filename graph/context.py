@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -46,8 +47,17 @@ class Context:
     connection_params: dict[str, Any] | None = None
     long_lived: bool = False
     """A websocket's context outlives its operations: the caller is checked again for each."""
+    joining: asyncio.Event | None = None
+    """Set by the websocket handler while a subscription starts (see subscription_joined)."""
     _principal: Principal | None = field(default=None, repr=False)
     _checked_at: float | None = field(default=None, repr=False)
+
+    def subscription_joined(self) -> Callable[[], None] | None:
+        """What a subscription calls once it has its place in its stream's feed: the
+        websocket handler waits for that before it reads the client's next message, so a
+        client that hears back (a pong) after subscribing misses no later change."""
+        event = self.joining
+        return None if event is None else event.set
 
     async def viewer(self) -> User | None:
         """The caller, or None without credentials; a bad credential is UNAUTHENTICATED."""

@@ -288,6 +288,7 @@ class LockSubscription:
             on_overflow=lambda: info.context.close_connection(
                 SLOW_SUBSCRIBER_CLOSE_CODE, "too slow: reconnect with since"
             ),
+            on_joined=info.context.subscription_joined(),
         )
         graph_project = Project.of(ProjectState(found, 0))
         try:

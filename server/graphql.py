@@ -125,9 +125,43 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
         await super().handle_connection_init(message)
 
 
+JOIN_TIMEOUT_SECONDS = 10
+
+
 class TransportWSHandler(BaseGraphQLTransportWSHandler):
     """graphql-transport-ws, with subscriptions served by graph.live: each event's frame is
-    made once and sent to every subscriber of the same document and variables."""
+    made once and sent to every subscriber of the same document and variables.
+
+    A subscription is started before the next message of the client is read: once it has its
+    place in the stream's feed, or has ended. A client that subscribes, pings and gets its
+    pong therefore receives every change committed after that.
+    """
+
+    async def handle_subscribe(self, message) -> None:
+        payload = message.get("payload")
+        live = getattr(self.view, "live", None)
+        if not isinstance(payload, dict) or live is None:
+            await super().handle_subscribe(message)
+            return
+        if live.plan(payload.get("query"), payload.get("operationName")) is None:
+            await super().handle_subscribe(message)
+            return
+        joined = asyncio.Event()
+        self.context.joining = joined
+        try:
+            await super().handle_subscribe(message)
+            operation = self.operations.get(message.get("id"))
+            if operation is None or operation.task is None:
+                return
+            waiting = asyncio.ensure_future(joined.wait())
+            await asyncio.wait(
+                {waiting, operation.task},
+                timeout=JOIN_TIMEOUT_SECONDS,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            waiting.cancel()
+        finally:
+            self.context.joining = None
 
     async def run_operation(self, operation: Operation) -> None:
         live = getattr(self.view, "live", None)
