@@ -82,11 +82,20 @@ class Feeds:
         self._publisher: asyncio.Task | None = None
 
     async def publish(self, source: EventSource, stream_id: int, changes: list[Change]) -> None:
-        """Announce committed changes. The bus is told in the background, in commit order and
-        in as few round trips as it allows, so no request waits for it; a bus failure only
-        delays delivery (feeds poll the table)."""
+        """Announce committed changes: to this process's feed at once, and to every replica
+        over the bus, in the background, in commit order and in as few round trips as the bus
+        allows, so no request waits for it; a bus failure only delays delivery elsewhere
+        (feeds poll the table)."""
         if not changes:
             return
+        feed = self._feeds.get(stream_id)
+        if feed is not None and feed.ready.is_set():
+            # This process's own subscribers need not wait for the bus's round trip; what
+            # does not follow on directly is left to the bus (and the feed's gap filling).
+            for change in changes:
+                if change.seq == feed.last + 1:
+                    self._deliver(feed, change)
+            self._check_backlogs(feed)
         batch, size = [], 0
         for change in changes:
             encoded = source.encode(change)
