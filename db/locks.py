@@ -290,6 +290,56 @@ async def find_locks(
     return list((await session.execute(query)).scalars().all()), total
 
 
+async def page_of_locks(
+    session: AsyncSession,
+    project_id: int,
+    *,
+    now: datetime,
+    key_prefix: str | None = None,
+    owner_id: int | None = None,
+    branch: str | None = None,
+    after_id: int | None = None,
+    limit: int,
+) -> tuple[list, int]:
+    """A page of live locks in id order with their owners' username, role and active (one
+    query, plain rows), and how many match in all."""
+    conditions = [Lock.project_id == project_id, live(now)]
+    if key_prefix:
+        conditions.append(func.substr(Lock.path_key, 1, len(key_prefix)) == key_prefix)
+    if owner_id is not None:
+        conditions.append(Lock.owner_id == owner_id)
+    if branch is not None:
+        conditions.append(Lock.branch == branch)
+    paged = list(conditions)
+    if after_id is not None:
+        paged.append(Lock.id > after_id)
+    total = (
+        select(func.count()).select_from(Lock).where(*conditions).scalar_subquery()
+        if after_id is not None
+        else func.count().over()
+    )
+    query = (
+        select(
+            *(column for column in Lock.__table__.c),
+            User.username.label("owner_username"),
+            User.role.label("owner_role"),
+            User.active.label("owner_active"),
+            total.label("total"),
+        )
+        .join(User, User.id == Lock.owner_id)
+        .where(*paged)
+        .order_by(Lock.id)
+        .limit(limit)
+    )
+    rows = list((await session.execute(query)).all())
+    if rows:
+        return rows, rows[0].total
+    if after_id is None:
+        return rows, 0
+    count = select(func.count()).select_from(Lock).where(*conditions)
+    return rows, (await session.execute(count)).scalar_one()
+
+
 async def projects_of_owner(session: AsyncSession, owner_id: int) -> list[int]:
     query = select(Lock.project_id).where(Lock.owner_id == owner_id).distinct()
     return sorted((await session.execute(query)).scalars().all())

@@ -192,9 +192,12 @@ class Feeds:
         pending = asyncio.ensure_future(anext(messages))
         try:
             while True:
-                done, _ = await asyncio.wait({pending}, timeout=self.check_interval)
+                behind = any(s.behind_since is not None for s in feed.subscribers)
+                timeout = min(self.check_interval, STALL_SECONDS) if behind else self.check_interval
+                done, _ = await asyncio.wait({pending}, timeout=timeout)
                 try:
                     if not done:
+                        self._check_backlogs(feed)
                         if await self._newest_seq(feed.stream_id) > feed.last:
                             await self._catch_up(feed)
                         continue

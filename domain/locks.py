@@ -106,6 +106,11 @@ def by_key(paths: list[str], case_sensitive: bool) -> dict[str, str]:
     return keys
 
 
+def _owner(row) -> UserRef:
+    """The owner of a listed lock, from the columns the list query joins in."""
+    return UserRef(row.owner_id, row.owner_username, row.owner_role, row.owner_active)
+
+
 def lock_of(event) -> SimpleNamespace:
     """The lock as an event recorded it (a record with a lock's attributes)."""
     return SimpleNamespace(
@@ -662,7 +667,7 @@ class Locks:
                     return state, Page(items=[], cursors=[], total=0, has_next=False)
                 owner_id = user.id
             prefix = normalize_prefix(path_prefix) if path_prefix else None
-            locks, total = await store.find_locks(
+            rows, total = await store.page_of_locks(
                 session,
                 project.id,
                 now=now,
@@ -672,12 +677,17 @@ class Locks:
                 after_id=after_id,
                 limit=limit + 1,
             )
-            held = await self._held(session, locks[:limit])
+        held = [
+            HeldLock(
+                row, UserRef(row.owner_id, row.owner_username, row.owner_role, row.owner_active)
+            )
+            for row in rows[:limit]
+        ]
         return state, Page(
             items=held,
             cursors=[encode_cursor("lock", entry.lock.id) for entry in held],
             total=total,
-            has_next=len(locks) > limit,
+            has_next=len(rows) > limit,
         )
 
     async def history(

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from graphql import OperationType
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from graph.execution import Executor
 
 S = TypeVar("S")
 P = TypeVar("P")
@@ -39,7 +40,7 @@ async def _shared(future: asyncio.Future) -> Any:
     return await asyncio.shield(future)
 
 
-class SharedEventExecutionContext(StrawberryGraphQLCoreExecutionContext):
+class SharedEventExecutionContext(Executor):
     def execute_operation(self, serially: bool | None = None):
         cached = getattr(self.root_value, RESULTS, None)
         if cached is None or self.operation.operation != OperationType.SUBSCRIPTION:
