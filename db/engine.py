@@ -1,8 +1,12 @@
 """Engine and transactions for both dialects: SQLite (embedded default) and PostgreSQL."""
 
+from __future__ import annotations
+
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -95,6 +99,28 @@ def create_engine(
     )
 
 
+@dataclass(frozen=True)
+class _Compiled:
+    """A statement as SQL for asyncpg itself, with the names of its $1, $2, … in order."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, statement, dialect) -> _Compiled:
+        compiled = statement.compile(dialect=dialect)
+        sql = compiled.string
+        names = [name for name in compiled.positiontup if not compiled.binds[name].expanding]
+        for name, bind in compiled.binds.items():
+            if bind.expanding:  # `IN (…a list…)` becomes `IN (SELECT unnest($n::type[]))`
+                names.append(name)
+                element = bind.type.compile(dialect=dialect)
+                sql = sql.replace(
+                    f"__[POSTCOMPILE_{name}]", f"SELECT unnest(${len(names)}::{element}[])"
+                )
+        return cls(sql, tuple(names))
+
+
 class Database:
     """The process's connection pool and the one way to run a transaction."""
 
@@ -107,6 +133,7 @@ class Database:
             create_engine(url, read_only=True) if self.dialect == "sqlite" else self.engine
         )
         self._read_sessions = async_sessionmaker(self._read_engine, expire_on_commit=False)
+        self._compiled: dict[int, tuple[Any, _Compiled]] = {}
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -121,6 +148,21 @@ class Database:
         async with self.engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
             yield connection
+
+    async def fetch(self, statement, values: dict[str, Any]) -> list:
+        """PostgreSQL: run a statement built once (bound parameters only) in autocommit,
+        through asyncpg itself; for small hot statements SQLAlchemy's execution and result
+        machinery cost more than the query. Rows are asyncpg records."""
+        compiled = self._compiled.get(id(statement))
+        if compiled is None or compiled[0] is not statement:
+            compiled = self._compiled[id(statement)] = (
+                statement,
+                _Compiled.of(statement, self.engine.dialect),
+            )
+        sql = compiled[1]
+        async with self.autocommit() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            return await driver.fetch(sql.sql, *(values[name] for name in sql.names))
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

@@ -1,6 +1,6 @@
 """Locks (the holds of a project's paths) and their event log on the project's stream."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -22,7 +22,7 @@ from db.base import Base
 from db.engine import Database
 from db.identity import User
 from db.projects import Project
-from db.streams import HoldTable, HotWrite, StreamEvent, constant, run_hot
+from db.streams import HoldTable, HotWrite, Stream, StreamEvent, constant, run_hot
 
 MAX_PATH_LENGTH = 1024
 
@@ -248,6 +248,30 @@ async def note(
 
 
 # -- reads ------------------------------------------------------------------------------------
+
+_VERSION = select(
+    Stream.last_seq,
+    select(func.min(Lock.expires_at))
+    .where(Lock.project_id == bindparam("p_project", type_=Integer))
+    .scalar_subquery(),
+).where(Stream.id == bindparam("p_stream", type_=Integer))
+
+
+async def stream_version(
+    db: Database, stream_id: int, project_id: int
+) -> tuple[int, datetime | None]:
+    """The seq of the project's newest lock event and the soonest a lock of it expires: while
+    both stay, the project's lists stay the same."""
+    values = {"p_stream": stream_id, "p_project": project_id}
+    if db.dialect == "postgresql":
+        [row] = await db.fetch(_VERSION, values)
+        return row[0], row[1]
+    async with db.read() as session:
+        row = (await session.execute(_VERSION, values)).one()
+    expiry = row[1]
+    if expiry is not None and expiry.tzinfo is None:  # SQLite keeps no offset; stored as UTC
+        expiry = expiry.replace(tzinfo=UTC)
+    return row[0], expiry
 
 
 async def locks_on_keys(session: AsyncSession, project_id: int, keys: list[str]) -> list[Lock]:

@@ -490,39 +490,8 @@ class HotWrite:
         return delete(hold).where(hold.c.id.in_(bindparam("hf_ids", expanding=True)))
 
 
-@dataclass(frozen=True)
-class _Compiled:
-    """A statement as SQL for asyncpg itself, with the names of its $1, $2, … in order."""
-
-    sql: str
-    names: tuple[str, ...]
-
-    @classmethod
-    def of(cls, statement, dialect) -> _Compiled:
-        compiled = statement.compile(dialect=dialect)
-        sql = compiled.string
-        names = [name for name in compiled.positiontup if not compiled.binds[name].expanding]
-        for name, bind in compiled.binds.items():
-            if bind.expanding:  # `IN (…a list…)` becomes `IN (SELECT unnest($n::type[]))`
-                names.append(name)
-                element = bind.type.compile(dialect=dialect)
-                sql = sql.replace(
-                    f"__[POSTCOMPILE_{name}]", f"SELECT unnest(${len(names)}::{element}[])"
-                )
-        return cls(sql, tuple(names))
-
-
 async def _fetch_postgresql(db: Database, write: HotWrite, rows: int, values: dict) -> list:
-    """Run the write's statement on a pooled connection through asyncpg directly: for a
-    statement this size SQLAlchemy's execution and result machinery cost more than the query."""
-    key = ("postgresql", "compiled", rows)
-    compiled = write._built.get(key)
-    if compiled is None:
-        statement = write.statement("postgresql", "postgresql", rows)
-        compiled = write._built[key] = _Compiled.of(statement, db.engine.dialect)
-    async with db.autocommit() as connection:
-        driver = (await connection.get_raw_connection()).driver_connection
-        return await driver.fetch(compiled.sql, *(values[name] for name in compiled.names))
+    return await db.fetch(write.statement("postgresql", "postgresql", rows), values)
 
 
 def _events_of(table: HoldTable, rows) -> list:

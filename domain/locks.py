@@ -608,6 +608,19 @@ class Locks:
 
     # -- reading ---------------------------------------------------------------------------
 
+    async def version(self, slug: str) -> tuple[tuple, float] | None:
+        """What the project's locks as listed depend on, and until when (a POSIX time) that
+        holds; None when there is nothing to keep (no such project, a lock expiring now)."""
+        try:
+            project = await self.projects.cached(slug)
+        except NotFound:
+            return None
+        seq, expiry = await store.stream_version(self.db, project.stream_id, project.id)
+        until = expiry.timestamp() if expiry is not None else float("inf")
+        if until <= utcnow().timestamp():
+            return None
+        return (project.stream_id, seq), until
+
     async def _held(self, session: AsyncSession, locks: list[Lock]) -> list[HeldLock]:
         owners = await user_refs(session, {lock.owner_id for lock in locks})
         return [

@@ -11,7 +11,7 @@ from typing import Any
 
 from db.identity import User
 from domain.caches import SharedCache
-from domain.errors import BadUserInput, Unauthenticated
+from domain.errors import BadUserInput, DomainError, Unauthenticated
 from domain.identity import Identity, Principal
 from domain.jobs import Jobs
 from domain.locks import Locks
@@ -50,6 +50,7 @@ class Context:
     joining: asyncio.Event | None = None
     """Set by the websocket handler while a subscription starts (see subscription_joined)."""
     _principal: Principal | None = field(default=None, repr=False)
+    _refused: DomainError | None = field(default=None, repr=False)
     _checked_at: float | None = field(default=None, repr=False)
 
     def subscription_joined(self) -> Callable[[], None] | None:
@@ -66,11 +67,22 @@ class Context:
             self.long_lived and now - self._checked_at > RECHECK_SECONDS
         )
         if stale:
-            self._principal = None
-            bearer = bearer_token(self.authorization)
-            if bearer is not None:
-                self._principal = await self.services.identity.authenticate(bearer)
+            self._principal, self._refused = None, None
+            try:
+                bearer = bearer_token(self.authorization)
+                if bearer is not None:
+                    self._principal = await self.services.identity.authenticate(bearer)
+            except DomainError as error:
+                self._refused = error
             self._checked_at = now
+        return self.known_viewer()
+
+    def known_viewer(self) -> User | None:
+        """The caller as last checked, without waiting: every HTTP request is checked as it
+        arrives, and a websocket's before each of its operations, so resolvers with nothing
+        else to wait for can stay synchronous."""
+        if self._refused is not None:
+            raise self._refused
         return self._principal.user if self._principal else None
 
     async def recheck(self) -> None:

@@ -6,10 +6,8 @@ BAD_USER_INPUT for variables that do not fit, and INTERNAL_SERVER_ERROR with a `
 """
 
 import logging
-from collections.abc import Iterator
 
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from domain.errors import DomainError
@@ -74,35 +72,3 @@ def shaped(error: GraphQLError, phase: str, request_id: str | None) -> GraphQLEr
 
 
 PHASE_CODES = {"parse": "GRAPHQL_PARSE_FAILED", "validate": "GRAPHQL_VALIDATION_FAILED"}
-
-
-class ErrorCodes(SchemaExtension):
-    def on_parse(self) -> Iterator[None]:
-        self._phase = "parse"
-        yield
-
-    def on_validate(self) -> Iterator[None]:
-        self._phase = "validate"
-        yield
-
-    def on_execute(self) -> Iterator[None]:
-        self._phase = "execute"
-        yield
-
-    def _process(self, result: object) -> None:
-        errors = getattr(result, "errors", None)
-        if errors:
-            request_id = getattr(self.execution_context.context, "request_id", None)
-            result.errors = [shaped(error, self._phase, request_id) for error in errors]
-
-    def on_operation(self) -> Iterator[None]:
-        self._phase = "parse"
-        self._streamed = False
-        yield
-        if not self._streamed:
-            self._process(self.execution_context.result)
-
-    def on_stream_result(self, result: object) -> Iterator[None]:
-        self._streamed = True
-        self._process(result)
-        yield

@@ -156,8 +156,8 @@ def _identity(info: Info[Context, None]) -> identity.Identity:
 @strawberry.type
 class IdentityQuery:
     @strawberry.field(description="The signed-in user, or null without credentials.")
-    async def me(self, info: Info[Context, None]) -> User | None:
-        viewer = await info.context.viewer()
+    def me(self, info: Info[Context, None]) -> User | None:
+        viewer = info.context.known_viewer()
         return None if viewer is None else User.of(viewer)
 
     @strawberry.field(description="One user: admins see anyone, others only themselves.")

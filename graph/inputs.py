@@ -29,7 +29,6 @@ from graphql import (
     get_nullable_type,
     visit,
 )
-from strawberry.extensions import SchemaExtension
 
 MULTILINE = frozenset({"comment", "message", "description", "notes"})
 """Arguments and input fields of free text: they may hold tab, line feed and carriage return."""
@@ -144,14 +143,3 @@ def check_inputs(schema: GraphQLSchema, document: DocumentNode, variables: dict 
                     f"(U+{ord(character):04X}), which it may not hold",
                     extensions={"code": "BAD_USER_INPUT", "field": names[-1]},
                 )
-
-
-class InputChecks(SchemaExtension):
-    """Refuses, before execution, any operation that sends a string with a forbidden
-    character (see the module's docstring)."""
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        if context.graphql_document is not None:
-            check_inputs(context.schema._schema, context.graphql_document, context.variables)
-        yield

@@ -39,7 +39,6 @@ from graphql import (
 )
 from graphql import Visitor as AstVisitor
 from graphql.execution import create_source_event_stream, execute_subscription_event
-from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from graph.errors import log_unexpected, shaped
 from graph.inputs import check_inputs
@@ -79,13 +78,9 @@ class _Variables(AstVisitor):
 
 
 class Live:
-    def __init__(
-        self, schema, validation_rules: list, max_tokens: int, introspection: bool
-    ) -> None:
+    def __init__(self, schema, limit_rules: list, max_tokens: int) -> None:
         self.schema = schema
-        self.rules = [*specified_rules, *validation_rules]
-        if not introspection:
-            self.rules.append(NoSchemaIntrospectionCustomRule)
+        self.rules = [*specified_rules, *limit_rules]
         self.max_tokens = max_tokens
         self._plans: OrderedDict[tuple, Plan | None] = OrderedDict()
 

@@ -18,6 +18,7 @@ from graph.context import Context
 from graph.identity import User
 from graph.pagination import PageInfo
 from graph.projects import Project
+from graph.read_cache import versioned
 from graph.scalars import Long
 from graph.shared_events import shared_payload
 
@@ -121,6 +122,13 @@ class LockConnection:
 
 def _locks(info: Info[Context, None]) -> Locks:
     return info.context.services.locks
+
+
+@versioned("locks")
+@versioned("lockStatus")
+@versioned("lock")
+async def _project_locks(context: Context, arguments: dict):
+    return await context.services.locks.version(arguments["project"])
 
 
 @strawberry.type

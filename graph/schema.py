@@ -1,27 +1,15 @@
 """The one Strawberry schema, assembled from each area's query and mutation types."""
 
-from collections.abc import Iterator
-from contextlib import suppress
 from dataclasses import dataclass
-from functools import lru_cache
 
 import strawberry
-from graphql import GraphQLError, parse
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
+from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from graph.errors import ErrorCodes, log_unexpected
+from graph.boundary import Boundary, limit_rules
+from graph.errors import log_unexpected
 from graph.identity import IdentityMutation, IdentityQuery
-from graph.inputs import InputChecks
 from graph.jobs import JobQuery
 from graph.live import Live
 from graph.locks import LockMutation, LockQuery, LockSubscription
@@ -30,25 +18,6 @@ from graph.projects import ProjectMutation, ProjectQuery
 from graph.scalars import SCALARS
 from graph.settings import SettingsMutation, SettingsQuery
 from graph.shared_events import SharedEventExecutionContext
-
-DOCUMENT_CACHE_SIZE = 1024
-
-
-_parse_cached = lru_cache(maxsize=DOCUMENT_CACHE_SIZE)(parse)
-
-
-class DocumentCache(SchemaExtension):
-    """Strawberry's ParserCache, but a syntax error is left to Strawberry's own parse.
-
-    ParserCache raises from its hook, which skips the error-shaping extension; documents
-    that do not parse are rare, so parsing them twice costs nothing.
-    """
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        with suppress(GraphQLError):
-            context.graphql_document = _parse_cached(context.query, **context.parse_options)
-        yield
 
 
 @strawberry.type
@@ -83,32 +52,16 @@ class HoldfastSchema(strawberry.Schema):
 
 
 def build_schema(limits: Limits = Limits()) -> strawberry.Schema:
-    # The depth and alias limiters make a new rule class per instance, and the validation
-    # cache is keyed by the rules: built per request they made every validation a miss. Their
-    # rules are stateless classes, so they are made once per schema.
-    limit_rules = [
-        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
-    ]
-    extensions = [
-        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        DocumentCache,
-        lambda: AddValidationRules(limit_rules),
-        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
-        InputChecks,
-        ErrorCodes,
-    ]
-    if not limits.introspection:
-        extensions.append(DisableIntrospection)
+    rules = limit_rules(limits.max_depth, limits.max_aliases, limits.introspection)
     built = HoldfastSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=extensions,
+        extensions=[lambda: Boundary(max_tokens=limits.max_tokens, rules=rules)],
         config=StrawberryConfig(scalar_map=SCALARS),
         execution_context_class=SharedEventExecutionContext,
     )
-    built.live = Live(built, limit_rules, limits.max_tokens, limits.introspection)
+    built.live = Live(built, list(rules), limits.max_tokens)
     return built
 
 

@@ -113,6 +113,11 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
     """Legacy `graphql-ws` refuses a connection with close code 4403, as graphql-transport-ws
     does, after the protocol's own `connection_error` message (Strawberry closes with 1011)."""
 
+    async def handle_start(self, message) -> None:
+        with contextlib.suppress(DomainError):
+            await self.context.viewer()  # fresh for the operation's synchronous resolvers
+        await super().handle_start(message)
+
     async def handle_connection_init(self, message) -> None:
         payload = message.get("payload")
         self.context.connection_params = payload if isinstance(payload, dict) else {}
@@ -164,6 +169,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
             self.context.joining = None
 
     async def run_operation(self, operation: Operation) -> None:
+        with contextlib.suppress(DomainError):
+            await self.context.viewer()  # fresh for the operation's synchronous resolvers
         live = getattr(self.view, "live", None)
         plan = live.plan(operation.query, operation.operation_name) if live else None
         if plan is None:
@@ -241,7 +248,7 @@ class GraphQLApp(GraphQL):
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket):
         is_http = isinstance(request, Request)
-        return Context(
+        context = Context(
             services=self.services,
             request=request,
             request_id=request.scope.get("state", {}).get("request_id", "-"),
@@ -249,6 +256,10 @@ class GraphQLApp(GraphQL):
             authorization=request.headers.get("authorization") if is_http else None,
             long_lived=not is_http,
         )
+        if is_http:
+            with contextlib.suppress(DomainError):  # a resolver that asks gets the error
+                await context.viewer()  # who is calling, known before any resolver asks
+        return context
 
     async def on_ws_connect(self, context: Context) -> dict[str, Any] | None:
         """Authenticate a websocket from its connection_init payload (operations re-check)."""

@@ -116,11 +116,8 @@ async def test_queries_over_get_but_no_mutations(api):
 async def test_a_repeated_document_is_validated_once(api, admin):
     """Validation is cached per document; per-request limiter rules once made every request
     a miss (validation was a fifth of a mutation's time)."""
-    from strawberry.extensions.validation_cache import _get_validate_cache
+    from graph.boundary import validated as cache
 
-    from graph.schema import DOCUMENT_CACHE_SIZE
-
-    cache = _get_validate_cache(DOCUMENT_CACHE_SIZE)
     query = "{ me { id } projects { slug lastSeq } }"
     await api.post(query)
     before = cache.cache_info()
