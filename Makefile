@@ -10,7 +10,7 @@ GRAPHQL_HTTP_STAMP := $(GRAPHQL_HTTP)/node_modules/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint format schema bench clean
+.PHONY: install run test tools lint format schema bench fuzz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -38,8 +38,13 @@ $(GRAPHQL_HTTP_STAMP): $(GRAPHQL_HTTP)/package.json $(GRAPHQL_HTTP)/package-lock
 run: install
 	$(BIN)/holdfast serve --host $(HOST) --port $(PORT)
 
-test: install $(GIFTLESS_STAMP) $(GRAPHQL_HTTP_STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+# git-lfs, Chromium and Node.js: installed when missing (as root on Debian), else named.
+tools:
+	@tests/peers/system-tools
+
+# Independent tests run in parallel, one worker per core (PYTEST_ARGS="-n 0" for one).
+test: install tools $(GIFTLESS_STAMP) $(GRAPHQL_HTTP_STAMP)
+	$(BIN)/pytest -n auto $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -50,10 +55,21 @@ format: install
 	$(BIN)/ruff format .
 
 bench: install
-	$(BIN)/python -m bench.locks
+	$(BIN)/python -m bench $(BENCH)
+
+# The schema fuzzed by schemathesis (in a venv of its own) against a real server on PostgreSQL.
+FUZZ := .venv-fuzz
+FUZZ_STAMP := $(FUZZ)/.installed-stamp
+$(FUZZ_STAMP): tests/peers/fuzz.txt
+	@test -x $(FUZZ)/bin/python || $(PYTHON) -m venv $(FUZZ)
+	$(FUZZ)/bin/python -m pip install --quiet -r tests/peers/fuzz.txt
+	@touch $(FUZZ_STAMP)
+
+fuzz: install $(FUZZ_STAMP)
+	$(BIN)/python -m tests.peers.fuzz $(FUZZ_EXAMPLES)
 
 schema: install
 	$(BIN)/holdfast export-schema --output schema.graphql
 
 clean:
-	rm -rf $(VENV) $(GIFTLESS) $(GRAPHQL_HTTP)/node_modules .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(GIFTLESS) $(FUZZ) $(GRAPHQL_HTTP)/node_modules .pytest_cache .ruff_cache *.egg-info

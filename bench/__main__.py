@@ -3,6 +3,7 @@ Redis and write bench-results/<name>.json. Every number comes with a floor measu
 same run; the ratios are what to compare between runs."""
 
 import asyncio
+import shutil
 import sys
 
 from bench import live, reads, writes
@@ -21,4 +22,6 @@ if __name__ == "__main__":
     unknown = set(sys.argv[1:]) - set(SUITES)
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {sorted(unknown)}; choose from {sorted(SUITES)}")
+    if shutil.which("wrk") is None:
+        raise SystemExit("make bench needs wrk (Debian/Ubuntu: sudo apt-get install wrk)")
     asyncio.run(main(sys.argv[1:]))

@@ -10,6 +10,8 @@ T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+MAX_KEY = 2**31
+"""Keys in cursors are 32-bit database ids."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ def decode_cursor(kind: str, cursor: str | None) -> int | None:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         found_kind, key = base64.urlsafe_b64decode(padded).decode().split(":", 1)
-        if found_kind == kind:
+        if found_kind == kind and key.isascii() and key.isdigit() and int(key) < MAX_KEY:
             return int(key)
     except (ValueError, UnicodeDecodeError):
         pass

@@ -130,11 +130,15 @@ def bearer_token(header: str | None) -> str | None:
     return token.strip()
 
 
+MAX_ID = 2**31 - 1
+"""Ids are 32-bit database keys."""
+
+
 def decode_id(value: str, field: str = "id") -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
         raise BadUserInput(f"{field} is not a valid id", field=field) from None
-    if number <= 0:
+    if not 0 < number <= MAX_ID:
         raise BadUserInput(f"{field} is not a valid id", field=field)
     return number

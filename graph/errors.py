@@ -22,9 +22,13 @@ OPERATION_ERRORS = CannotGetOperationTypeError | InvalidOperationTypeError
 
 def is_expected(error: GraphQLError) -> bool:
     """Domain errors and GraphQL's own (syntax, validation, variables, an operation the
-    transport does not run) are the client's to fix."""
-    return error.original_error is None or isinstance(
-        error.original_error, DomainError | GraphQLError | OPERATION_ERRORS
+    transport does not run) are the client's to fix. So is a value a scalar refuses: outside
+    resolvers (no path), its ValueError is the cause of a validation or variable error."""
+    original = error.original_error
+    return (
+        original is None
+        or isinstance(original, DomainError | GraphQLError | OPERATION_ERRORS)
+        or (error.path is None and isinstance(original, ValueError | TypeError))
     )
 
 

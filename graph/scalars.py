@@ -1,16 +1,36 @@
 """Scalars of the client contract beyond Strawberry's own (`DateTime` is Strawberry's)."""
 
-from typing import NewType
+from typing import Any, NewType
 
 import strawberry
+from graphql import IntValueNode, ValueNode
 
 Long = NewType("Long", int)
+
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+
+
+def parse_long(value: Any) -> int:
+    """A whole number that fits 64 bits (not a float, a string or a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"Long must be a whole number, not {value!r}")
+    if not LONG_MIN <= value <= LONG_MAX:
+        raise ValueError("Long must fit in 64 bits")
+    return value
+
+
+def parse_long_literal(node: ValueNode, _variables: Any = None) -> int:
+    if not isinstance(node, IntValueNode):
+        raise ValueError("Long must be a whole number")
+    return parse_long(int(node.value))
+
 
 SCALARS = {
     Long: strawberry.scalar(
         name="Long",
         description="A 64-bit integer, serialised as a JSON number",
         serialize=int,
-        parse_value=int,
+        parse_value=parse_long,
+        parse_literal=parse_long_literal,
     )
 }

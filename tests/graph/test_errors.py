@@ -126,3 +126,43 @@ async def test_a_repeated_document_is_validated_once(api, admin):
     after = cache.cache_info()
     assert after.hits - before.hits == 3
     assert after.misses == before.misses
+
+
+HISTORY_SINCE = 'query($s: Long) { lockHistory(project: "default", since: $s) { seq } }'
+
+
+async def test_longs_must_be_whole_numbers_that_fit_64_bits(api, admin, caplog):
+    """Found by fuzzing: a Long literal past 64 bits reached the database (an internal error)."""
+    caplog.set_level(logging.ERROR, logger="holdfast.graphql")
+    code, error = await api.error(
+        'query { lockHistory(project: "default", since: 99999999999999999999999) { seq } }'
+    )
+    assert code == "GRAPHQL_VALIDATION_FAILED" and "64 bits" in error["message"]
+    for literal in ['"12"', "1.5", "true"]:
+        code, _ = await api.error(
+            f'query {{ lockHistory(project: "default", since: {literal}) {{ seq }} }}'
+        )
+        assert code == "GRAPHQL_VALIDATION_FAILED", literal
+    for value in [2**63, -(2**63) - 1, 1.5, "12", True]:
+        code, _ = await api.error(HISTORY_SINCE, {"s": value})
+        assert code == "BAD_USER_INPUT", value
+    history = await api.data(HISTORY_SINCE, {"s": 2**63 - 1})
+    assert history["lockHistory"] == []
+    assert not caplog.records
+
+
+async def test_ids_and_cursors_beyond_32_bits_are_bad_input(api, admin):
+    import base64
+
+    for query in [
+        '{ user(id: "99999999999999999999999") { id } }',
+        '{ user(id: "-5") { id } }',
+        '{ job(id: "99999999999999999999") { id } }',
+    ]:
+        code, error = await api.error(query)
+        assert (code, error["extensions"]["field"]) == ("BAD_USER_INPUT", "id"), query
+    huge = base64.urlsafe_b64encode(f"lock:{10**30}".encode()).decode()
+    code, error = await api.error(
+        '{ locks(project: "default", after: $a) { totalCount } }'.replace("$a", f'"{huge}"')
+    )
+    assert (code, error["extensions"]["field"]) == ("BAD_USER_INPUT", "after")
