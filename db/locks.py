@@ -284,18 +284,13 @@ async def get_lock(session: AsyncSession, project_id: int, lock_id: int) -> Lock
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def find_locks(
-    session: AsyncSession,
+def _live_matching(
     project_id: int,
-    *,
     now: datetime,
-    key_prefix: str | None = None,
-    owner_id: int | None = None,
-    branch: str | None = None,
-    after_id: int | None = None,
-    limit: int | None = None,
-) -> tuple[list[Lock], int]:
-    """Live locks in id order (a page of them with `limit`), and how many match in all."""
+    key_prefix: str | None,
+    owner_id: int | None,
+    branch: str | None,
+) -> list:
     conditions = [Lock.project_id == project_id, live(now)]
     if key_prefix:
         conditions.append(func.substr(Lock.path_key, 1, len(key_prefix)) == key_prefix)
@@ -303,15 +298,16 @@ async def find_locks(
         conditions.append(Lock.owner_id == owner_id)
     if branch is not None:
         conditions.append(Lock.branch == branch)
-    total = (
-        await session.execute(select(func.count()).select_from(Lock).where(*conditions))
-    ).scalar_one()
+    return conditions
+
+
+async def live_locks_on_branch(
+    session: AsyncSession, project_id: int, owner_id: int, branch: str, now: datetime
+) -> list[Lock]:
+    """The owner's live locks on this branch, in id order."""
+    conditions = _live_matching(project_id, now, None, owner_id, branch)
     query = select(Lock).where(*conditions).order_by(Lock.id)
-    if after_id is not None:
-        query = query.where(Lock.id > after_id)
-    if limit is not None:
-        query = query.limit(limit)
-    return list((await session.execute(query)).scalars().all()), total
+    return list((await session.execute(query)).scalars().all())
 
 
 async def page_of_locks(
@@ -327,13 +323,7 @@ async def page_of_locks(
 ) -> tuple[list, int]:
     """A page of live locks in id order with their owners' username, role and active (one
     query, plain rows), and how many match in all."""
-    conditions = [Lock.project_id == project_id, live(now)]
-    if key_prefix:
-        conditions.append(func.substr(Lock.path_key, 1, len(key_prefix)) == key_prefix)
-    if owner_id is not None:
-        conditions.append(Lock.owner_id == owner_id)
-    if branch is not None:
-        conditions.append(Lock.branch == branch)
+    conditions = _live_matching(project_id, now, key_prefix, owner_id, branch)
     paged = list(conditions)
     if after_id is not None:
         paged.append(Lock.id > after_id)

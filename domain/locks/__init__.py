@@ -297,9 +297,7 @@ class Locks(LockReads):
         project = await self.projects.cached(slug)
         async with self.holds.transaction(LOCK_EVENTS, project.stream_id, actor=actor) as w:
             now = utcnow()
-            mine, _ = await store.find_locks(
-                w.session, project.id, now=now, owner_id=actor.id, branch=branch
-            )
+            mine = await store.live_locks_on_branch(w.session, project.id, actor.id, branch, now)
             released = await self._release(w, mine, EventKind.RELEASED, UserRef.of(actor), now)
         return ProjectState(project, w.stream.last_seq), released
 
