@@ -53,6 +53,11 @@ class _Backend(BroadcastBackend):
         for channel, message in messages:
             await self.publish(channel, message)
 
+    async def announce(self, channel: str, message: str) -> int | None:
+        """Publish, and say how many processes are subscribed to hear it (None: unknown)."""
+        await self.publish(channel, message)
+        return None
+
     def _lost_messages(self) -> None:
         for channel in self._channels:
             self._queue.put_nowait(Event(channel, None))
@@ -121,6 +126,9 @@ class RedisBackend(_Backend):
     async def publish(self, channel: str, message: Any) -> None:
         await self._redis.publish(channel, message)
 
+    async def announce(self, channel: str, message: str) -> int | None:
+        return await self._redis.publish(channel, message)
+
     async def publish_many(self, messages: list[tuple[str, str]]) -> None:
         """One round trip for all of them (a pipeline, not a transaction)."""
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -165,9 +173,11 @@ class RedisBackend(_Backend):
 class PostgresBackend(_Backend):
     """PostgreSQL LISTEN/NOTIFY on a connection of its own, re-established when it drops."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str) -> None:
         super().__init__()
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(False)
+        self._name = f"holdfast-bus:{prefix}"[:63]
+        """The listening connections' application_name: how `announce` counts the listeners."""
         self._listen: asyncpg.Connection | None = None
         self._publish: asyncpg.Pool | None = None
         self._watcher: asyncio.Task | None = None
@@ -179,7 +189,9 @@ class PostgresBackend(_Backend):
         self._watcher = asyncio.create_task(self._watch(), name="holdfast-bus-postgres")
 
     async def _open(self) -> None:
-        connection = await asyncpg.connect(self._dsn)
+        connection = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": self._name}
+        )
         connection.add_termination_listener(lambda _: self._closed.set())
         for channel in self._channels:
             await connection.add_listener(channel, self._received)
@@ -233,6 +245,16 @@ class PostgresBackend(_Backend):
     async def publish(self, channel: str, message: Any) -> None:
         await self._publish.execute("SELECT pg_notify($1, $2)", channel, message)
 
+    async def announce(self, channel: str, message: str) -> int | None:
+        row = await self._publish.fetchrow(
+            "SELECT pg_notify($1, $2), (SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = $3)",
+            channel,
+            message,
+            self._name,
+        )
+        return row[1]
+
     async def publish_many(self, messages: list[tuple[str, str]]) -> None:
         channels, payloads = zip(*messages, strict=True)
         await self._publish.execute(
@@ -257,7 +279,7 @@ class EventBus:
             self._backend: _Backend = RedisBackend(url)
         elif scheme in ("postgresql", "postgres"):
             self.kind = "postgres"
-            self._backend = PostgresBackend(url)
+            self._backend = PostgresBackend(url, prefix)
         else:
             self.kind = "memory"
             self._backend = MemoryBackend()
@@ -288,6 +310,11 @@ class EventBus:
         await self._backend.publish_many(
             [(self._channel(channel), message) for channel, message in messages]
         )
+
+    async def announce(self, channel: str, message: str) -> int | None:
+        """Publish, and say how many processes (this one included) subscribe to the bus and
+        will hear it; None where the bus cannot tell (in-process: only this one)."""
+        return await self._backend.announce(self._channel(channel), message)
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[str | None]]:

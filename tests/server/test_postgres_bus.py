@@ -10,7 +10,11 @@ from tests.conftest import (
     start_server,
     stop_server,
 )
-from tests.server.test_revocation import signed_in, user_id
+from tests.server.test_revocation import (
+    revocations_are_in_force_when_they_answer,
+    signed_in,
+    user_id,
+)
 from tests.support.factories import lock
 from tests.support.graphql import GraphQL, Subscription
 
@@ -37,6 +41,7 @@ async def test_two_replicas_share_events_and_revocations_without_redis(settings,
                 {"id": await user_id(on_a, "mira")},
             )
             assert not await signed_in(on_b, mira)
+            await revocations_are_in_force_when_they_answer(on_a, on_b)
         assert "Redis" not in a.output() + b.output()
     finally:
         stop_server(a)
