@@ -90,3 +90,48 @@ def watch_alert(change: Change, project_slug: str, public_url: str) -> Mail:
         f"{lead}\n\nSee who holds what: {board}\n",
         f"<!doctype html><html><body>{body}</body></html>",
     )
+
+
+def gpu_alert(change: Change, public_url: str) -> Mail | None:
+    """What the holder of a GPU is told when someone else acts on their hold; None: nothing."""
+    event, actor = change.event, change.actor
+    if actor is None or change.holder is None or actor.id == change.holder.id:
+        return None
+    gpu = f"the GPU {event.serial} ({event.model})"
+    if event.kind == "FORCE_RELEASED":
+        subject = f"{actor.username} released your GPU {event.serial}"
+        lead = f"{actor.username} force-released your hold on {gpu}."
+    elif event.kind == "RELEASE_REQUESTED":
+        subject = f"{actor.username} asks you to release the GPU {event.serial}"
+        lead = f"{actor.username} asks you to release {gpu}."
+    elif event.kind == "ASSIGNED":
+        subject = f"{actor.username} assigned you the GPU {event.serial}"
+        due = f", due back {event.due_back:%Y-%m-%d %H:%M} UTC" if event.due_back else ""
+        lead = f"{actor.username} assigned {gpu} to you{due}."
+    else:
+        return None
+    return _board_mail(subject, lead, event.message, f"{public_url.rstrip('/')}/?page=assets")
+
+
+def gpu_overdue(serial: str, model: str, due_back, public_url: str) -> Mail:
+    lead = (
+        f"Your hold on the GPU {serial} ({model}) was due back at {due_back:%Y-%m-%d %H:%M} UTC. "
+        "Release it if you are done, or ask an admin for more time."
+    )
+    return _board_mail(
+        f"The GPU {serial} is overdue", lead, None, f"{public_url.rstrip('/')}/?page=assets"
+    )
+
+
+def _board_mail(subject: str, lead: str, message: str | None, board: str) -> Mail:
+    note = f'\n\nTheir message: "{message}"' if message else ""
+    quoted = f"<p>Their message: <q>{html.escape(message)}</q></p>" if message else ""
+    body = (
+        f"<p>{html.escape(lead)}</p>{quoted}"
+        f'<p><a href="{html.escape(board)}">See who holds what</a></p>'
+    )
+    return Mail(
+        subject,
+        f"{lead}{note}\n\nSee who holds what: {board}\n",
+        f"<!doctype html><html><body>{body}</body></html>",
+    )

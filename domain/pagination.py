@@ -1,6 +1,7 @@
 """Relay-style pages: opaque cursors over a numeric key."""
 
 import base64
+import json
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -43,5 +44,30 @@ def decode_cursor(kind: str, cursor: str | None) -> int | None:
         if found_kind == kind and key.isascii() and key.isdigit() and int(key) < MAX_KEY:
             return int(key)
     except (ValueError, UnicodeDecodeError):
+        pass
+    raise BadUserInput("after is not a cursor from this list", field="after")
+
+
+def encode_position(kind: str, value: str | int, key: int) -> str:
+    """A cursor after the row with sort value `value` and id `key` (lists sorted by a column)."""
+    raw = json.dumps([kind, value, key], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_position(kind: str, cursor: str | None) -> tuple[str | int, int] | None:
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        found_kind, value, key = json.loads(base64.urlsafe_b64decode(padded))
+        if (
+            found_kind == kind
+            and isinstance(value, str | int)
+            and not isinstance(value, bool)
+            and isinstance(key, int)
+            and 0 < key < MAX_KEY
+        ):
+            return value, key
+    except (ValueError, TypeError, UnicodeDecodeError):
         pass
     raise BadUserInput("after is not a cursor from this list", field="after")

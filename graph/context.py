@@ -10,14 +10,18 @@ from datetime import datetime
 from typing import Any
 
 from db.identity import User
+from domain.assets import Assets, GpuHolds
+from domain.audit import AuditLog
 from domain.caches import SharedCache
 from domain.errors import BadUserInput, DomainError, Unauthenticated
+from domain.files import Files
 from domain.identity import Identity, Principal
 from domain.jobs import Jobs
 from domain.locks import Locks
 from domain.notify import Notifier
 from domain.projects import Projects
 from domain.settings import RuntimeSettings
+from domain.transfers import Transfers
 
 RECHECK_SECONDS = 1.0
 CLOSE_TIMEOUT_SECONDS = 2.0
@@ -30,9 +34,14 @@ class Services:
     identity: Identity
     projects: Projects
     locks: Locks
+    assets: Assets
+    gpus: GpuHolds
     jobs: Jobs
+    files: Files
+    transfers: Transfers
     notifier: Notifier
     settings: RuntimeSettings
+    audit: AuditLog
     caches: tuple[SharedCache, ...] = ()
 
 
@@ -42,11 +51,14 @@ class Context:
     request: Any
     request_id: str
     client_address: str | None
+    """The caller's address, behind trusted proxies (server.origin)."""
     authorization: str | None = None
     """The raw `Authorization` value: a header, or a websocket's connection_init payload."""
     connection_params: dict[str, Any] | None = None
     long_lived: bool = False
     """A websocket's context outlives its operations: the caller is checked again for each."""
+    loaders: dict[str, Any] = field(default_factory=dict)
+    """The request's DataLoaders, by area (e.g. graph/assets/loaders.py)."""
     joining: asyncio.Event | None = None
     """Set by the websocket handler while a subscription starts (see subscription_joined)."""
     _principal: Principal | None = field(default=None, repr=False)

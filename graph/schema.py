@@ -7,6 +7,8 @@ from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from graph.assets import AssetMutation, AssetQuery, AssetSubscription
+from graph.audit import AuditQuery
 from graph.boundary import Boundary, limit_rules
 from graph.errors import log_unexpected
 from graph.identity import IdentityMutation, IdentityQuery
@@ -21,17 +23,33 @@ from graph.shared_events import SharedEventExecutionContext
 
 
 @strawberry.type
-class Query(IdentityQuery, ProjectQuery, LockQuery, JobQuery, WatchQuery, SettingsQuery):
+class Query(
+    IdentityQuery,
+    ProjectQuery,
+    LockQuery,
+    AssetQuery,
+    JobQuery,
+    WatchQuery,
+    SettingsQuery,
+    AuditQuery,
+):
     pass
 
 
 @strawberry.type
-class Mutation(IdentityMutation, ProjectMutation, LockMutation, WatchMutation, SettingsMutation):
+class Mutation(
+    IdentityMutation,
+    ProjectMutation,
+    LockMutation,
+    AssetMutation,
+    WatchMutation,
+    SettingsMutation,
+):
     pass
 
 
 @strawberry.type
-class Subscription(LockSubscription):
+class Subscription(LockSubscription, AssetSubscription):
     pass
 
 

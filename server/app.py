@@ -23,9 +23,12 @@ from starlette.staticfiles import StaticFiles
 
 from db import migrations
 from db.engine import Database
+from domain.assets import Assets, GpuHolds
+from domain.audit import AuditLog
 from domain.bus import EventBus
 from domain.caches import SharedCache
 from domain.feeds import Feeds
+from domain.files import Files
 from domain.holds import Holds
 from domain.identity import Identity, IdentityConfig, shared_jwt_secret
 from domain.jobs import Jobs
@@ -35,18 +38,22 @@ from domain.projects import DEFAULT_PROJECT_SLUG, Projects, ensure_project
 from domain.ratelimit import LoginThrottle, limits_storage
 from domain.settings import DEFINITIONS as RUNTIME_SETTINGS
 from domain.settings import RuntimeSettings
+from domain.transfers import Transfers
 from graph.context import Services
 from graph.schema import Limits, build_schema
-from server.graphql import GraphQLApp
+from server.downloads import download
+from server.graphql import UPLOAD_HEADERS, GraphQLApp
 from server.health import healthz, readyz
 from server.lfs import GitLfs
-from server.settings import Settings, load_settings
+from server.origin import ClientOriginMiddleware
+from server.settings import SETTINGS, Settings, load_settings
 
 logger = logging.getLogger("holdfast")
 
 STATIC_DIR = Path(__file__).parent / "static"
 BOARD_PAGE = STATIC_DIR / "board" / "index.html"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+AUDIT_PURGE_INTERVAL = timedelta(hours=1)
 
 
 class RequestIdMiddleware:
@@ -116,6 +123,16 @@ def announce_admin_password(username: str, password: str) -> None:
     )
 
 
+FILE_EXPIRY_INTERVAL = timedelta(minutes=5)
+
+
+def download_base_url(settings: Settings) -> str | None:
+    """Download links are absolute when PUBLIC_URL was set to other than its default, else
+    relative to the server the client called."""
+    default = next(setting.default for setting in SETTINGS if setting.name == "PUBLIC_URL")
+    return settings.public_url if settings.public_url != default else None
+
+
 async def start_services(settings: Settings, db: Database, bus: EventBus) -> Services:
     jwt_secret = settings.jwt_secret or await shared_jwt_secret(db)
     feeds = Feeds(
@@ -131,6 +148,13 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         await cache.start()
     projects = Projects(db, project_cache)
     jobs = Jobs(db)
+    files = Files(
+        db,
+        link_ttl=timedelta(seconds=settings.download_ttl),
+        retention=timedelta(seconds=settings.job_file_retention),
+        public_url=download_base_url(settings),
+    )
+    transfers = Transfers(jobs, files)
     notifier = Notifier(
         db,
         jobs,
@@ -146,6 +170,9 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         ),
     )
     locks = Locks(db, holds, projects, notifier)
+    gpus = GpuHolds(db, holds, notifier)
+    assets = Assets(db, gpus)
+    await assets.start()
     identity = Identity(
         db,
         IdentityConfig(
@@ -165,6 +192,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         principals,
     )
     identity.when_user_leaves(locks.release_all_of_user)
+    identity.when_user_leaves(gpus.release_all_of_user)
     created, generated = await identity.ensure_admin(
         settings.admin_username, settings.admin_email, settings.admin_password
     )
@@ -214,13 +242,26 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         )
 
     jobs.every("lock-expiry", timedelta(seconds=settings.lock_expiry_interval), expire_due)
+    jobs.every("gpu-overdue", timedelta(seconds=settings.lock_expiry_interval), gpus.remind_overdue)
+    jobs.every("file-expiry", FILE_EXPIRY_INTERVAL, files.purge_expired)
+    audit = AuditLog(db)
+    jobs.every(
+        "audit-retention",
+        AUDIT_PURGE_INTERVAL,
+        lambda: audit.purge(runtime.values["audit_retention_days"]),
+    )
     return Services(
         identity=identity,
         projects=projects,
         locks=locks,
+        assets=assets,
+        gpus=gpus,
         jobs=jobs,
+        files=files,
+        transfers=transfers,
         notifier=notifier,
         settings=runtime,
+        audit=audit,
         caches=(principals, project_cache),
     )
 
@@ -272,7 +313,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
     )
     graphql = GraphQLApp(
-        schema, services=None, allowed_origins=settings.cors_origins, live=schema.live
+        schema,
+        services=None,
+        allowed_origins=settings.cors_origins,
+        live=schema.live,
+        max_upload_bytes=settings.max_upload_bytes,
     )
     lfs = GitLfs()
 
@@ -286,14 +331,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.db, app.state.bus, app.state.services = db, bus, services
             yield
 
-    middleware = [Middleware(AbortableConnectionMiddleware), Middleware(RequestIdMiddleware)]
+    middleware = [
+        Middleware(AbortableConnectionMiddleware),
+        Middleware(RequestIdMiddleware),
+        Middleware(ClientOriginMiddleware, trusted_proxies=settings.trusted_proxies),
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "X-Request-ID",
+                    *UPLOAD_HEADERS,
+                ],
                 expose_headers=["X-Request-ID"],
                 max_age=600,
             )
@@ -303,6 +357,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/", board),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/downloads/{token}", download, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             *lfs.routes(),

@@ -19,13 +19,13 @@ __all__ = ["GPU_EVENTS", "Assets", "GpuEventKind", "GpuHolds", "GpuView", "Sort"
 class Assets(AssetReads, Inventory):
     def __init__(self, db: Database, gpus: GpuHolds) -> None:
         Inventory.__init__(self, db)
-        self.gpus = gpus
+        self.gpu_holds = gpus
         self.release_held = gpus.release_held
 
     async def start(self) -> None:
         """What a new inventory starts with: the GPU stream, and production, staging and
         development while there is no environment at all (safe when replicas start together)."""
-        await self.gpus.stream_id()
+        await self.gpu_holds.stream_id()
         async with self.db.transaction() as session:
             await store.add_environments_if_none(session, FIRST_ENVIRONMENTS)
 

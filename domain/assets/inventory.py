@@ -194,9 +194,8 @@ class Inventory:
             return await self._described(session, kind, row)
         if kind.model is Container:
             if "ports" in extra:
-                await store.replace_ports(session, row.id, row.server_id, extra["ports"])
                 try:
-                    await session.flush()
+                    await store.replace_ports(session, row.id, row.server_id, extra["ports"])
                 except IntegrityError as error:
                     if _conflict_field(kind, error) != "ports":
                         raise

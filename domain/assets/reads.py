@@ -109,7 +109,8 @@ class AssetReads:
         ]
         return shown, Page(items=shown, cursors=cursors, total=total, has_next=len(rows) > limit)
 
-    async def _environment_id(self, name: str | None) -> int | None:
+    async def _environment_filter(self, name: str | None) -> int | None:
+        """The id to filter by (-1, matching nothing, for an unknown name)."""
         if name is None:
             return None
         async with self.db.read() as session:
@@ -131,7 +132,7 @@ class AssetReads:
         query = store.server_query(
             status=status,
             datacenter_id=datacenter_id,
-            environment_id=await self._environment_id(environment),
+            environment_id=await self._environment_filter(environment),
             tag=tag.strip().lower() if tag else None,
             text=_search_text(text),
         )
@@ -151,7 +152,7 @@ class AssetReads:
         query = store.container_query(
             status=status,
             server_id=server_id,
-            environment_id=await self._environment_id(environment),
+            environment_id=await self._environment_filter(environment),
             text=_search_text(text),
         )
         return (await self._page("container", query, sort, first, after))[1]
