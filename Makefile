@@ -38,7 +38,7 @@ $(GRAPHQL_HTTP_STAMP): $(GRAPHQL_HTTP)/package.json $(GRAPHQL_HTTP)/package-lock
 run: install
 	$(BIN)/holdfast serve --host $(HOST) --port $(PORT)
 
-# git-lfs, Chromium and Node.js: installed when missing (as root on Debian), else named.
+# git-lfs, Chromium, Node.js and LibreOffice: installed when missing (as root on Debian), else named.
 tools:
 	@tests/peers/system-tools
 

@@ -9,7 +9,10 @@
 - Every execution is logged in `job_runs`, for admins.
 
 Enqueue inside the transaction of the change that causes the work (`enqueue(..., session=)`),
-and the job exists exactly when the change committed.
+and the job exists exactly when the change committed. A handler registered with
+`context=True` also gets a `JobContext`: who queued the job, and `report(progress)`, which
+clients see as the job's progress and which renews the lease. A handler that raises a
+DomainError fails its job at once with that message (bad input does not get better on retry).
 
 Why not a library: procrastinate and pgqueuer are PostgreSQL-only, arq and saq need Redis;
 the embedded default has neither, and these three tables do what we need on both.
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import jobs as store
@@ -35,13 +39,35 @@ from db.engine import Database
 from db.identity import User
 from db.jobs import Job, JobRun
 from domain.access import is_admin, require_admin
-from domain.errors import BadUserInput, Forbidden, NotFound
+from domain.errors import BadUserInput, DomainError, Forbidden, NotFound
 
 logger = logging.getLogger("holdfast.jobs")
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 MAX_BACKOFF_SECONDS = 300
 MAX_ERROR_LENGTH = 2000
+PROGRESS_INTERVAL_SECONDS = 0.5
+"""A handler's progress reports are written at most this often."""
+
+
+class JobContext:
+    """What a handler registered with `context=True` gets besides the payload."""
+
+    def __init__(self, jobs: Jobs, job: Job) -> None:
+        self._jobs = jobs
+        self.job_id = job.id
+        self.kind = job.kind
+        self.created_by = job.created_by
+        self.attempt = job.attempts
+        self._reported_at: float | None = None
+
+    async def report(self, progress: float) -> None:
+        """Tell clients how far the job is (0 to 1); renews the worker's lease."""
+        now = asyncio.get_running_loop().time()
+        if self._reported_at is not None and now - self._reported_at < PROGRESS_INTERVAL_SECONDS:
+            return
+        self._reported_at = now
+        await self._jobs._report(self.job_id, min(max(float(progress), 0.0), 1.0))
 
 
 @dataclass
@@ -67,14 +93,20 @@ class Jobs:
         self.poll_interval = poll_interval
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self._handlers: dict[str, Handler] = {}
+        self._with_context: set[str] = set()
         self._periodic: list[Periodic] = []
         self._pollers: list[Callable[[], Awaitable[int]]] = []
 
     # -- registering and enqueueing ----------------------------------------------------------
 
-    def handle(self, kind: str, handler: Handler) -> None:
-        """Run `handler(payload)` for every job of `kind`."""
+    def handle(self, kind: str, handler: Callable[..., Awaitable[Any]], *, context=False) -> None:
+        """Run `handler(payload)` for every job of `kind`; `handler(payload, JobContext)` with
+        `context=True`. What it returns (JSON) is kept as the job's result."""
         self._handlers[kind] = handler
+        if context:
+            self._with_context.add(kind)
+        else:
+            self._with_context.discard(kind)
 
     def every(self, name: str, interval: timedelta, run: Callable[[], Awaitable[Any]]) -> None:
         """Run `run()` once per `interval` across the whole cluster."""
@@ -149,6 +181,14 @@ class Jobs:
                 )
             )
 
+    async def _report(self, job_id: int, progress: float) -> None:
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.worker == self.worker, Job.status == "running")
+                .values(progress=progress, lease_until=utcnow() + self.lease)
+            )
+
     @staticmethod
     def _describe(error: BaseException) -> str:
         return f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
@@ -190,10 +230,17 @@ class Jobs:
                 return False
             job.status, job.worker = "running", self.worker
             job.attempts += 1
-            job.started_at, job.lease_until = now, now + self.lease
-        error, result = None, None
+            job.started_at, job.lease_until, job.progress = now, now + self.lease, None
+        error, result, final = None, None, False
+        handler = self._handlers[job.kind]
         try:
-            result = await self._handlers[job.kind](json.loads(job.payload))
+            if job.kind in self._with_context:
+                result = await handler(json.loads(job.payload), JobContext(self, job))
+            else:
+                result = await handler(json.loads(job.payload))
+        except DomainError as failure:
+            logger.info("job %s (%s) refused: %s", job.id, job.kind, failure.message)
+            error, final = failure.message[:MAX_ERROR_LENGTH], True
         except Exception as failure:
             logger.exception("job %s (%s) failed", job.id, job.kind)
             error = self._describe(failure)
@@ -203,9 +250,9 @@ class Jobs:
             if row is not None and row.worker == self.worker and row.status == "running":
                 row.lease_until, row.error = None, error
                 if error is None:
-                    row.status, row.finished_at = "succeeded", finished
+                    row.status, row.finished_at, row.progress = "succeeded", finished, 1.0
                     row.result = None if result is None else json.dumps(result)
-                elif row.attempts >= row.max_attempts:
+                elif final or row.attempts >= row.max_attempts:
                     row.status, row.finished_at = "failed", finished
                 else:
                     backoff = min(2**row.attempts, MAX_BACKOFF_SECONDS)

@@ -4,6 +4,7 @@ from typing import Any, NewType
 
 import strawberry
 from graphql import IntValueNode, ValueNode
+from strawberry.file_uploads import Upload
 
 Long = NewType("Long", int)
 
@@ -25,6 +26,20 @@ def parse_long_literal(node: ValueNode, _variables: Any = None) -> int:
     return parse_long(int(node.value))
 
 
+def parse_upload(value: Any) -> Any:
+    """A file part of a multipart request (Starlette's UploadFile), nothing else."""
+    if not callable(getattr(value, "read", None)):
+        raise ValueError(
+            "Upload must be a file sent as a multipart request (the GraphQL multipart request"
+            " spec), with the header X-Holdfast-Upload or Authorization"
+        )
+    return value
+
+
+def refuse_upload_literal(node: ValueNode, _variables: Any = None) -> Any:
+    raise ValueError("Upload must be a variable given as a file part of a multipart request")
+
+
 SCALARS = {
     Long: strawberry.scalar(
         name="Long",
@@ -32,5 +47,12 @@ SCALARS = {
         serialize=int,
         parse_value=parse_long,
         parse_literal=parse_long_literal,
-    )
+    ),
+    Upload: strawberry.scalar(
+        name="Upload",
+        description="A file in a multipart request (the GraphQL multipart request spec).",
+        serialize=lambda value: None,
+        parse_value=parse_upload,
+        parse_literal=refuse_upload_literal,
+    ),
 }

@@ -15,6 +15,13 @@ checked by the `graphql-http` audit suite in tests/server/test_graphql_over_http
   mutation over GET is refused before it runs (405 with `Allow: POST`), subscriptions go over
   websockets only. These answers are GraphQL responses too: `errors` with
   `extensions.code` `BAD_REQUEST`.
+
+File uploads follow the GraphQL multipart request spec (`operations`, `map` and file parts in a
+`multipart/form-data` POST). A browser sends such a form cross-site without asking first, so a
+multipart request must carry something a plain form cannot: an `Authorization` header, or
+`X-Holdfast-Upload` (or `Apollo-Require-Preflight`) with any value; else 400. A body larger than
+`max_upload_bytes` is refused with 413 and `PAYLOAD_TOO_LARGE`, by its Content-Length or, without
+one, as soon as that much has been read.
 """
 
 import asyncio
@@ -52,6 +59,9 @@ GRAPHIQL_PAGE = Path(__file__).parent / "static" / "graphiql.html"
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
+MULTIPART = "multipart/form-data"
+UPLOAD_HEADERS = ("X-Holdfast-Upload", "Apollo-Require-Preflight")
+"""Headers a cross-site HTML form cannot send: one of them (or Authorization) allows multipart."""
 # What each method may run: subscriptions need a websocket (no SSE or multipart transport here).
 HTTP_OPERATIONS = {
     "GET": frozenset({OperationType.QUERY}),
@@ -104,9 +114,47 @@ def is_request_error(result: ExecutionResult) -> bool:
 class RequestError(HTTPException):
     """A request refused before execution, answered with this status (and headers)."""
 
-    def __init__(self, status_code: int, reason: str, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status_code: int,
+        reason: str,
+        headers: dict[str, str] | None = None,
+        code: str = "BAD_REQUEST",
+    ):
         super().__init__(status_code, reason)
         self.headers = headers or {}
+        self.code = code
+
+
+def too_large(limit: int) -> RequestError:
+    return RequestError(
+        413,
+        f"the request is larger than the upload limit of {limit} bytes (HOLDFAST_MAX_UPLOAD_BYTES)",
+        code="PAYLOAD_TOO_LARGE",
+    )
+
+
+def capped(receive, limit: int):
+    """`receive` that refuses a body once more than `limit` bytes of it arrived."""
+    seen = 0
+
+    async def receive_capped():
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise too_large(limit)
+        return message
+
+    return receive_capped
+
+
+def is_multipart(scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == MULTIPART.encode()
+    return False
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler):
@@ -228,7 +276,12 @@ class GraphQLApp(GraphQL):
     graphql_transport_ws_handler_class = TransportWSHandler
 
     def __init__(
-        self, schema: BaseSchema, services: Services, allowed_origins=(), live=None
+        self,
+        schema: BaseSchema,
+        services: Services,
+        allowed_origins=(),
+        live=None,
+        max_upload_bytes: int = 20 * 1024**2,
     ) -> None:
         super().__init__(
             schema,
@@ -238,12 +291,13 @@ class GraphQLApp(GraphQL):
             keep_alive_interval=15,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             connection_init_wait_timeout=timedelta(seconds=10),
-            multipart_uploads_enabled=False,
+            multipart_uploads_enabled=True,
             max_subscriptions_per_connection=100,
             allowed_origins=allowed_origins,
         )
         self.services = services
         self.live = live
+        self.max_upload_bytes = max_upload_bytes
         self._graphiql_page = GRAPHIQL_PAGE.read_text()
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket):
@@ -287,6 +341,8 @@ class GraphQLApp(GraphQL):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        if is_multipart(scope):
+            receive = capped(receive, self.max_upload_bytes)
         request = Request(scope, receive)
         media_type = accepted_media_type(request.headers.get("accept"))
         request.state.graphql_media_type = media_type or JSON
@@ -306,7 +362,8 @@ class GraphQLApp(GraphQL):
         headers = dict(getattr(error, "headers", {}))
         if error.status_code == 405:
             headers.setdefault("Allow", "GET, POST")
-        body = {"errors": [{"message": error.reason, "extensions": {"code": "BAD_REQUEST"}}]}
+        code = getattr(error, "code", "BAD_REQUEST")
+        body = {"errors": [{"message": error.reason, "extensions": {"code": code}}]}
         return Response(
             self.encode_json(body),
             status_code=error.status_code,
@@ -318,17 +375,34 @@ class GraphQLApp(GraphQL):
         self, request: AsyncHTTPRequestAdapter
     ) -> GraphQLRequestData | list[GraphQLRequestData]:
         """Refuse an `Accept` we cannot answer (after GraphiQL had its chance), a POST body
-        that is not UTF-8 `application/json`, and a non-string `operationName`."""
+        that is neither UTF-8 `application/json` nor an upload we may take, and a non-string
+        `operationName`."""
         if accepted_media_type(request.headers.get("accept")) is None:
             raise RequestError(406, f"Accept must allow {GRAPHQL_RESPONSE_JSON} or {JSON}")
         if request.method == "POST":
             mime, params = parse_content_type(request.content_type or "")
-            if mime != JSON or params.get("charset", "utf-8").lower() not in ("utf-8", "utf8"):
-                raise RequestError(415, f"POST bodies must be {JSON} (UTF-8)")
+            if mime == MULTIPART:
+                self.check_upload(request)
+            elif mime != JSON or params.get("charset", "utf-8").lower() not in ("utf-8", "utf8"):
+                raise RequestError(415, f"POST bodies must be {JSON} (UTF-8) or {MULTIPART}")
         data = await super().parse_http_body(request)
         if isinstance(data, GraphQLRequestData) and not isinstance(data.operation_name, str | None):
             raise RequestError(400, "The GraphQL operation's `operationName` must be a string")
         return data
+
+    def check_upload(self, request: AsyncHTTPRequestAdapter) -> None:
+        headers = request.headers
+        if not headers.get("authorization") and not any(
+            headers.get(name) for name in UPLOAD_HEADERS
+        ):
+            raise RequestError(
+                400,
+                f"a {MULTIPART} request needs the header {UPLOAD_HEADERS[0]} (any value) or"
+                " Authorization: browsers send plain forms cross-site without asking",
+            )
+        length = headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.max_upload_bytes:
+            raise too_large(self.max_upload_bytes)
 
     async def execute_single(
         self,

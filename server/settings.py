@@ -143,6 +143,23 @@ def _rate(value: Any) -> str:
     return text
 
 
+_SIZE = re.compile(r"^\s*(\d+)\s*(|b|kib|mib|gib)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def _byte_size(value: Any) -> int:
+    """Bytes, from an integer or a string such as `20971520` or `20MiB`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 20971520 or 20MiB")
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError("expected a size such as 20971520 or 20MiB")
+    size = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if size <= 0:
+        raise ValueError("must be greater than zero")
+    return size
+
+
 def _log_level(value: Any) -> str:
     text = str(value).strip().upper()
     if text not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -311,6 +328,24 @@ SETTINGS: tuple[Setting, ...] = (
         "Where people reach this server; links in mail point here.",
     ),
     Setting(
+        "MAX_UPLOAD_BYTES",
+        _byte_size,
+        20 * 1024**2,
+        "Largest multipart request (a file upload) accepted, in bytes or e.g. `20MiB`.",
+    ),
+    Setting(
+        "DOWNLOAD_TTL",
+        _duration,
+        900,
+        "How long a download link (the URL is the credential) works after it is handed out.",
+    ),
+    Setting(
+        "JOB_FILE_RETENTION",
+        _duration,
+        86400,
+        "How long files jobs make or read (exports, uploaded imports) are kept.",
+    ),
+    Setting(
         "RUN_JOBS",
         _boolean,
         True,
@@ -361,6 +396,9 @@ class Settings:
     smtp_tls: str
     mail_from: str
     public_url: str
+    max_upload_bytes: int
+    download_ttl: int
+    job_file_retention: int
     run_jobs: bool
     migrate_on_start: bool
     pinned: frozenset[str] = frozenset()

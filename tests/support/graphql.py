@@ -75,6 +75,33 @@ class GraphQL:
         )
         return response.json()
 
+    async def upload(
+        self,
+        query: str,
+        variables: dict,
+        files: dict[str, tuple[str, bytes]],
+        token: str | None = None,
+        headers: dict | None = None,
+        preflight: bool = True,
+    ) -> httpx.Response:
+        """A multipart request (the GraphQL multipart request spec): `files` maps a variable
+        path such as `variables.file` to (filename, bytes); that variable is sent as null.
+        `preflight` adds the header that lets a multipart request in."""
+        parts = {str(index): path for index, path in enumerate(files)}
+        response = await self.http.post(
+            "/graphql",
+            data={
+                "operations": json.dumps({"query": query, "variables": variables}),
+                "map": json.dumps({index: [path] for index, path in parts.items()}),
+            },
+            files={index: files[path] for index, path in parts.items()},
+            headers={
+                **({"X-Holdfast-Upload": "1"} if preflight else {}),
+                **self._headers(token, headers),
+            },
+        )
+        return response
+
     async def data(self, query: str, variables: dict | None = None, token: str | None = None):
         """The `data` of a response that must have no errors."""
         body = await self.post(query, variables, token)
