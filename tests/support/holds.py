@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from db.assets import GpuHold
 from db.engine import Database
 from db.identity import User
 from db.locks import Lock
+from tests.support.assets import gpu
 from tests.support.graphql import GraphQL
 
 
@@ -143,4 +145,70 @@ class LockArea(HoldArea):
             await db.dispose()
 
 
-AREAS = [LockArea()]
+GPU_EVENT = "seq kind actor { username } message gpu { id serial holder { username } }"
+
+
+class GpuArea(HoldArea):
+    name = "gpus"
+    kinds = Kinds("CLAIMED", "RELEASED", "FORCE_RELEASED", "RELEASE_REQUESTED")
+    history_field = "gpuHistory"
+    events_field = "gpuEvents"
+    bad_targets = (("0", "BAD_USER_INPUT"), ("gpu-1", "BAD_USER_INPUT"), ("999999", "NOT_FOUND"))
+
+    async def target(self, api: GraphQL, admin: str, index: int = 0) -> str:
+        made = await gpu(api, admin, serial=f"CONTRACT-{index}", model="A100")
+        return made["id"]
+
+    async def take(self, api: GraphQL, token: str, target: str) -> dict:
+        return await api.post(
+            "mutation($id: ID!) { claimGpu(id: $id) { id holder { username } } }",
+            {"id": target},
+            token=token,
+        )
+
+    async def release(self, api: GraphQL, token: str, target: str, force: bool = False) -> dict:
+        return await api.post(
+            "mutation($id: ID!, $f: Boolean) { releaseGpu(id: $id, force: $f) "
+            "{ id holder { username } } }",
+            {"id": target, "f": force},
+            token=token,
+        )
+
+    async def ask(self, api: GraphQL, token: str, target: str, message: str) -> dict:
+        return await api.post(
+            "mutation($id: ID!, $m: String) { requestGpuRelease(id: $id, message: $m) "
+            f"{{ {GPU_EVENT} }} }}",
+            {"id": target, "m": message},
+            token=token,
+        )
+
+    async def history(self, api: GraphQL, token: str, since: int | None = None) -> list[dict]:
+        data = await api.data(
+            f"query($s: Long) {{ gpuHistory(since: $s) {{ {GPU_EVENT} }} }}",
+            {"s": since},
+            token=token,
+        )
+        return data["gpuHistory"]
+
+    def live(self, since: int | None) -> tuple[str, dict]:
+        return f"subscription($s: Long) {{ gpuEvents(since: $s) {{ {GPU_EVENT} }} }}", {"s": since}
+
+    def holder_named(self, error: dict) -> str:
+        return error["extensions"]["holder"]["username"]
+
+    def holder_of(self, event: dict) -> str:
+        return event["gpu"]["holder"]["username"]
+
+    async def held(self, database_url: str) -> dict[str, str]:
+        db = Database(database_url)
+        try:
+            async with db.read() as session:
+                rows = await session.execute(
+                    select(GpuHold.gpu_id, User.username).join(User, User.id == GpuHold.holder_id)
+                )
+                return {str(gpu_id): username for gpu_id, username in rows.all()}
+        finally:
+            await db.dispose()
+
+
+AREAS = [LockArea(), GpuArea()]
