@@ -76,6 +76,12 @@ class AssetQuery:
         await info.context.require_viewer()
         return [Environment.of(row) for row in await _assets(info).environments()]
 
+    @strawberry.field
+    async def environment(self, info: Info[Context, None], id: strawberry.ID) -> Environment | None:
+        await info.context.require_viewer()
+        row = await _assets(info).get("environment", decode_id(id))
+        return None if row is None else Environment.of(row)
+
     @strawberry.field(
         description="Servers, filtered; search matches name, host name and addresses."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from decimal import Decimal
 from typing import Any
 
 import strawberry
@@ -23,6 +24,8 @@ def values_of(given: Any) -> dict[str, Any]:
         if field.name.endswith("_id") and value is not None:
             head, *rest = field.name.split("_")
             value = decode_id(value, head + "".join(part.capitalize() for part in rest))
+        elif isinstance(value, Decimal):
+            value = float(value)
         elif isinstance(value, enum.Enum):
             value = value.value
         elif field.name == "ports" and value is not None:
@@ -120,7 +123,7 @@ class CreateContainerInput:
     image: str
     server_id: strawberry.ID
     ports: list[PortMappingInput] | None = UNSET
-    cpu_limit: float | None = UNSET
+    cpu_limit: Decimal | None = UNSET
     memory_limit_mb: int | None = UNSET
     status: ContainerStatus | None = UNSET
     environment: str | None = UNSET
@@ -132,7 +135,7 @@ class UpdateContainerInput:
     image: str | None = UNSET
     server_id: strawberry.ID | None = UNSET
     ports: list[PortMappingInput] | None = UNSET
-    cpu_limit: float | None = UNSET
+    cpu_limit: Decimal | None = UNSET
     memory_limit_mb: int | None = UNSET
     status: ContainerStatus | None = UNSET
     environment: str | None = UNSET

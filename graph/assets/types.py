@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
@@ -153,7 +154,7 @@ class Container:
     id: strawberry.ID
     name: str
     image: str
-    cpu_limit: float | None = strawberry.field(description="CPU cores")
+    cpu_limit: Decimal | None = strawberry.field(description='CPU cores, e.g. "1.5"')
     memory_limit_mb: int | None
     status: ContainerStatus
     version: int
@@ -165,7 +166,7 @@ class Container:
             id=_id(row.id),
             name=row.name,
             image=row.image,
-            cpu_limit=row.cpu_limit,
+            cpu_limit=None if row.cpu_limit is None else Decimal(str(row.cpu_limit)),
             memory_limit_mb=row.memory_limit_mb,
             status=ContainerStatus(row.status),
             version=row.version,

@@ -19,6 +19,7 @@ from tests.support.assets import (
     gpu,
     grow_tree,
     server,
+    service,
 )
 from tests.support.factories import users
 
@@ -463,3 +464,88 @@ async def test_the_tree_costs_the_same_few_queries_whatever_its_size(api, app, p
         c["services"][0]["container"]["name"] == c["name"] for s in servers for c in s["containers"]
     )
     assert large.count == small.count <= 12, (small.count, large.count)
+
+
+async def _parents(api, admin) -> dict:
+    dc = await datacenter(api, admin, name="fra1")
+    srv = await server(api, admin, dc["id"], name="s1")
+    box = await container(api, admin, srv["id"], name="c1", image="nginx")
+    return {"datacenter": dc, "server": srv, "container": box}
+
+
+KIND_CASES = [
+    # kind, mutation stem, a good change, a bad change (of the field the error names)
+    ("datacenter", "Datacenter", {"location": "Berlin"}, {"name": ""}),
+    ("environment", "Environment", {"color": "#ABCDEF"}, {"color": "red"}),
+    ("server", "Server", {"memoryGb": 256}, {"memoryGb": -1}),
+    ("container", "Container", {"image": "nginx:2"}, {"memoryLimitMb": -1}),
+    ("service", "Service", {"port": 8443}, {"port": 70000}),
+    ("gpu", "Gpu", {"memoryGb": 48}, {"serial": " "}),
+]
+
+
+async def _make(api, admin, kind: str, parents: dict) -> str:
+    if kind == "datacenter":
+        return (await datacenter(api, admin, name="extra"))["id"]
+    if kind == "environment":
+        query = 'mutation { createEnvironment(input: {name: "qa", color: "#112233"}) { id } }'
+        return (await api.data(query, token=admin))["createEnvironment"]["id"]
+    if kind == "server":
+        return (await server(api, admin, parents["datacenter"]["id"], name="extra"))["id"]
+    if kind == "container":
+        return (await container(api, admin, parents["server"]["id"], name="extra", image="i"))["id"]
+    if kind == "service":
+        return (await service(api, admin, parents["container"]["id"], name="extra"))["id"]
+    return (await gpu(api, admin, serial="EXTRA", model="A100"))["id"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "stem", "good", "bad"), KIND_CASES, ids=[c[0] for c in KIND_CASES]
+)
+async def test_each_kind_updates_and_deletes_as_admins_only_and_is_audited(
+    api, people, kind, stem, good, bad
+):
+    admin = people["admin"]
+    parents = await _parents(api, admin)
+    row_id = await _make(api, admin, kind, parents)
+    field = next(iter(good))
+    read = f'{{ {kind}(id: "{row_id}") {{ {field} version }} }}'
+    before = (await api.data(read, token=admin))[kind]
+    update = (
+        f"mutation($id: ID!, $input: Update{stem}Input!) {{ update{stem}(id: $id, input: $input) "
+        f"{{ {field} version }} }}"
+    )
+    delete = f"mutation($id: ID!) {{ delete{stem}(id: $id) {{ id }} }}"
+
+    code, _error = await api.error(update, {"id": row_id, "input": good}, token=people["mira"])
+    assert code == "FORBIDDEN"
+    code, error = await api.error(update, {"id": row_id, "input": bad}, token=admin)
+    assert (code, error["extensions"]["field"]) == ("BAD_USER_INPUT", next(iter(bad)))
+    code, _error = await api.error(delete, {"id": row_id}, token=people["mira"])
+    assert code == "FORBIDDEN"
+    assert (await api.data(read, token=admin))[kind] == before  # nothing changed
+
+    changed = (await api.data(update, {"id": row_id, "input": good}, token=admin))[f"update{stem}"]
+    expected = good[field].lower() if kind == "environment" else good[field]
+    assert changed == {field: expected, "version": before["version"] + 1}
+    assert (await api.data(read, token=admin))[kind] == changed
+
+    await api.data(delete, {"id": row_id}, token=admin)
+    assert (await api.data(read, token=admin))[kind] is None
+    code, _error = await api.error(delete, {"id": row_id}, token=admin)
+    assert code == "NOT_FOUND"
+
+    log = await api.data(
+        "query($t: String, $id: String) { auditLog(resourceType: $t, resourceId: $id) "
+        "{ edges { node { action actor { username } changes snapshot requestId } } } }",
+        {"t": kind, "id": row_id},
+        token=admin,
+    )
+    entries = {edge["node"]["action"]: edge["node"] for edge in log["auditLog"]["edges"]}
+    assert set(entries) == {"create", "update", "delete"}
+    assert entries["update"]["changes"][field] == [before[field], expected]
+    assert entries["update"]["actor"] == {"username": "admin"}
+    assert entries["delete"]["snapshot"][field] == expected
+    assert entries["create"]["requestId"]
+    mine = await api.data("{ auditLog { totalCount } }", token=people["mira"])
+    assert mine["auditLog"]["totalCount"] == 0  # others see only what they did

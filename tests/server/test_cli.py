@@ -42,6 +42,22 @@ def test_schema_honours_the_whole_client_contract():
     assert "contract: 0 missing, 0 different -> OK" in result.stdout
 
 
+BUILT_AREAS = ("assets",)
+"""Areas whose contract file (contract/areas/<area>.graphql) the schema honours in full."""
+
+
+@pytest.mark.parametrize("area", BUILT_AREAS)
+def test_schema_honours_each_built_area_s_contract(area):
+    result = subprocess.run(
+        [sys.executable, str(CONTRACT_CHECK), "--area", area, str(ROOT / "schema.graphql")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout
+    assert "contract: 0 missing, 0 different -> OK" in result.stdout
+
+
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is not beside this clone")
 def test_the_copy_of_the_contract_is_the_shared_one():
     """Where ../shared is present, the copy in tests/shared is exactly it (new area files
