@@ -242,7 +242,11 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         )
 
     jobs.every("lock-expiry", timedelta(seconds=settings.lock_expiry_interval), expire_due)
-    jobs.every("gpu-overdue", timedelta(seconds=settings.lock_expiry_interval), gpus.remind_overdue)
+    jobs.every(
+        "gpu-overdue",
+        timedelta(seconds=settings.lock_expiry_interval),
+        lambda: gpus.remind_overdue(timedelta(seconds=runtime.values["event_retention"])),
+    )
     jobs.every("file-expiry", FILE_EXPIRY_INTERVAL, files.purge_expired)
     audit = AuditLog(db)
     jobs.every(

@@ -16,11 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import assets as store
-from db.assets import GPU_HOLDS, GPU_STREAM, Gpu, GpuHold
+from db.assets import GPU_HOLDS, GPU_STREAM, Gpu, GpuEvent, GpuHold
 from db.base import utcnow
 from db.engine import Database, try_cluster_lock
 from db.identity import User, get_user_by_username, get_users
-from db.streams import create_stream, get_stream
+from db.streams import create_stream, get_stream, purge_events_before
 from domain import audit
 from domain.access import is_admin, require_admin
 from domain.assets.reads import GpuView
@@ -277,14 +277,17 @@ class GpuHolds:
 
     # -- overdue -----------------------------------------------------------------------------
 
-    async def remind_overdue(self) -> int:
+    async def remind_overdue(self, retention: timedelta | None = None) -> int:
         """Mail every holder whose hold is past its due-back time, once per hold (a new due
-        date starts over). Runs on the job system, once per cluster."""
-        if self.notifier is None:
-            return 0
+        date starts over), and drop events older than `retention`. Runs on the job system,
+        once per cluster."""
         now = utcnow()
         async with self.db.transaction() as session:
             if not await try_cluster_lock(session, "gpu-overdue"):
+                return 0
+            if retention is not None:
+                await purge_events_before(session, GpuEvent, now - retention)
+            if self.notifier is None:
                 return 0
             holds = await store.overdue_holds(session, now)
             holders = {

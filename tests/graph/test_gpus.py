@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from db.assets import GpuHold
+from db.assets import GpuEvent, GpuHold
 from db.engine import Database
 from db.notify import OutboxMessage
 from tests.support.assets import gpu
@@ -180,3 +180,23 @@ async def test_a_deleted_gpu_is_released_first_and_its_history_stays(api, people
         ("CLAIMED", "G1"),
         ("FORCE_RELEASED", "G1"),
     ]
+
+
+async def test_old_events_are_dropped_and_an_older_since_is_told_to_refetch(api, app, people):
+    card = await gpu(api, people["admin"], serial="G1", model="A100")
+    await api.data(CLAIM, {"id": card["id"]}, token=people["mira"])
+    await api.data(RELEASE, {"id": card["id"]}, token=people["mira"])
+    await api.data(CLAIM, {"id": card["id"]}, token=people["noor"])
+    async with app.state.db.transaction() as session:
+        await session.execute(
+            update(GpuEvent)
+            .where(GpuEvent.seq <= 2)
+            .values(at=datetime.now(UTC) - timedelta(days=30))
+        )
+    await app.state.services.gpus.remind_overdue(retention=timedelta(days=7))
+    query = "query($s: Long) { gpuHistory(since: $s) { seq kind } }"
+    assert (await api.data(query, {"s": 2}, token=people["mira"]))["gpuHistory"] == [
+        {"seq": 3, "kind": "CLAIMED"}
+    ]
+    code, error = await api.error(query, {"s": 1}, token=people["mira"])
+    assert (code, error["extensions"]["reason"]) == ("BAD_USER_INPUT", "refetch")
