@@ -201,6 +201,10 @@ async def get_api_token(session: AsyncSession, token_hash: str) -> ApiToken | No
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def get_api_token_by_id(session: AsyncSession, token_id: int) -> ApiToken | None:
+    return await session.get(ApiToken, token_id)
+
+
 async def list_api_tokens(session: AsyncSession, user_id: int) -> list[ApiToken]:
     query = select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)
     return list((await session.execute(query)).scalars().all())

@@ -118,10 +118,8 @@ TAKE = HotWrite(
     guard=_OPEN,
 )
 GIVE_BACK = HotWrite(LOCKS, "delete", _released_or_forced, where=_ON_KEYS & _OWNED)
-FORCE_BACK = HotWrite(LOCKS, "delete", _released_or_forced, where=_ON_KEYS)
 _BY_ID = (Lock.project_id == _PROJECT) & (Lock.id == bindparam("p_lock", type_=Integer)) & _LIVE
 GIVE_BACK_BY_ID = HotWrite(LOCKS, "delete", _released_or_forced, where=_BY_ID & _OWNED)
-FORCE_BACK_BY_ID = HotWrite(LOCKS, "delete", _released_or_forced, where=_BY_ID)
 EXTEND = HotWrite(
     LOCKS,
     "update",
@@ -161,15 +159,14 @@ async def give_back(
     actor: User,
     keys: list[str],
     *,
-    force: bool,
     at: datetime,
 ) -> list[LockEvent] | None:
-    """Release the locks on every key (the actor's own unless `force`; expired or not):
-    RELEASED for the actor's, FORCE_RELEASED for others'. None — nothing written — unless
-    every key matched."""
+    """Release the actor's own locks on every key (expired or not) as RELEASED. None —
+    nothing written — unless every key matched. (Forcing another's is the general path's:
+    it is audited in the same transaction.)"""
     return await run_hot(
         db,
-        FORCE_BACK if force else GIVE_BACK,
+        GIVE_BACK,
         stream_id=stream_id,
         actor=actor,
         at=at,
@@ -185,12 +182,11 @@ async def give_back_by_id(
     actor: User,
     lock_id: int,
     *,
-    force: bool,
     at: datetime,
 ) -> list[LockEvent] | None:
     return await run_hot(
         db,
-        FORCE_BACK_BY_ID if force else GIVE_BACK_BY_ID,
+        GIVE_BACK_BY_ID,
         stream_id=stream_id,
         actor=actor,
         at=at,

@@ -1,4 +1,4 @@
-"""Settings admins change at run time, and the record of every change."""
+"""Settings admins change at run time (their changes are in the audit log, db/audit.py)."""
 
 from datetime import datetime
 
@@ -19,24 +19,6 @@ class RuntimeSetting(Base):
     updated_by: Mapped[int | None]
 
 
-class SettingChange(Base):
-    __tablename__ = "setting_changes"
-    __table_args__ = {"sqlite_autoincrement": True}
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64))
-    old_value: Mapped[str | None] = mapped_column(Text)
-    new_value: Mapped[str] = mapped_column(Text)
-    changed_by: Mapped[int | None]
-    changed_by_username: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime]
-
-
 async def stored_settings(session: AsyncSession) -> dict[str, RuntimeSetting]:
     rows = (await session.execute(select(RuntimeSetting))).scalars()
     return {row.name: row for row in rows}
-
-
-async def recent_changes(session: AsyncSession, limit: int) -> list[SettingChange]:
-    query = select(SettingChange).order_by(SettingChange.id.desc()).limit(limit)
-    return list((await session.execute(query)).scalars().all())

@@ -29,6 +29,7 @@ from db.base import utcnow
 from db.engine import Database
 from db.identity import User
 from db.notify import OutboxMessage, Watch
+from domain import audit
 from domain.jobs import Jobs
 from domain.mails import Mail
 from domain.paths import normalize_prefix
@@ -140,13 +141,45 @@ class Notifier:
             )
             session.add(watch)
             await session.flush()
+            audit.record(
+                session,
+                actor=actor,
+                action="create",
+                resource_type="watch",
+                resource_id=watch.id,
+                after={"project": project.slug, "path_prefix": prefix},
+            )
             return watch
 
     async def unwatch(self, actor: User, slug: str, raw_prefix: str) -> bool:
         prefix = normalize_prefix(raw_prefix)
         async with self.db.transaction() as session:
             project = await find_project(session, slug)
-            return await store.end_watch(session, actor.id, project.id, prefix, utcnow())
+            watch = next(
+                (
+                    watch
+                    for watch in await store.watches_of_user(session, actor.id)
+                    if watch.project_id == project.id and watch.path_prefix == prefix
+                ),
+                None,
+            )
+            if watch is None or not await store.end_watch(
+                session, actor.id, project.id, prefix, utcnow()
+            ):
+                return False
+            audit.record(
+                session,
+                actor=actor,
+                action="delete",
+                resource_type="watch",
+                resource_id=watch.id,
+                before={
+                    "project": project.slug,
+                    "path_prefix": prefix,
+                    "created_at": watch.created_at,
+                },
+            )
+            return True
 
     async def watches(self, actor: User) -> list[tuple[Watch, ProjectState]]:
         async with self.db.read() as session:

@@ -19,6 +19,7 @@ from db.base import utcnow
 from db.engine import Database
 from db.identity import User
 from db.projects import Project
+from domain import audit
 from domain.access import require_admin
 from domain.caches import SharedCache
 from domain.errors import BadUserInput, Conflict, NotFound
@@ -29,6 +30,17 @@ MAX_NAME_LENGTH = 200
 MAX_TTL_SECONDS = 365 * 86400
 MAX_UPSTREAM_URL_LENGTH = 2000
 MAX_UPSTREAM_AUTHORIZATION_LENGTH = 4096
+AUDITED = (
+    "slug",
+    "name",
+    "case_sensitive",
+    "default_ttl_seconds",
+    "force_release_policy",
+    "archived_at",
+    "lfs_upstream_url",
+    "lfs_upstream_authorization",
+)
+"""What the audit log records of a project (the upstream authorization only as set or not)."""
 
 
 class ForceReleasePolicy(StrEnum):
@@ -189,6 +201,14 @@ class Projects:
                 if await store.get_project_by_slug(session, project.slug) is not None:
                     raise taken
                 await store.add_project(session, project)
+                audit.record(
+                    session,
+                    actor=actor,
+                    action="create",
+                    resource_type="project",
+                    resource_id=project.id,
+                    after=audit.columns(project, *AUDITED),
+                )
         except IntegrityError:
             raise taken from None
         await self.cache.forget(project.slug)
@@ -211,6 +231,7 @@ class Projects:
         require_admin(actor)
         async with self.db.transaction() as session:
             project = await find_project(session, slug, for_update=True)
+            before = audit.columns(project, *AUDITED)
             if name is not None:
                 project.name = validate_name(name)
             if clear_default_ttl:
@@ -232,6 +253,18 @@ class Projects:
                     else None
                 )
             await session.flush()
+            action = "update"
+            if (before["archived_at"] is None) != (project.archived_at is None):
+                action = "archive" if project.archived_at else "unarchive"
+            audit.record(
+                session,
+                actor=actor,
+                action=action,
+                resource_type="project",
+                resource_id=project.id,
+                before=before,
+                after=audit.columns(project, *AUDITED),
+            )
             state = await project_state(session, project.slug)
         await self.cache.forget(project.slug)
         return state

@@ -1,10 +1,11 @@
 """Runtime settings: typed values admins change while the cluster runs.
 
 Effective value = the environment's, when it pins the setting; else the one stored by an admin;
-else the process's start-up value (`holdfast.toml` or default). A change is stored with an audit
-record in one transaction, then announced on the bus: every replica reloads within moments and
-pushes the values into its services through `apply`. A bus that lost messages makes replicas
-reload too. The SMTP password is write-only: nothing returns it.
+else the process's start-up value (`holdfast.toml` or default). A change is stored with its
+audit entries (resource "setting", one per setting that changed) in one transaction, then
+announced on the bus: every replica reloads within moments and pushes the values into its
+services through `apply`. A bus that lost messages makes replicas reload too. The SMTP password
+is write-only: nothing returns it.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from db import audit as audit_store
 from db import settings as store
 from db.base import utcnow
 from db.engine import Database
 from db.identity import User
-from db.settings import RuntimeSetting, SettingChange
+from db.settings import RuntimeSetting
+from domain import audit
 from domain.access import require_admin
 from domain.bus import EventBus
 from domain.errors import BadUserInput
@@ -79,7 +83,19 @@ DEFINITIONS: dict[str, Callable[[Any], Any]] = {
     "lock_alerts": _one_of("none", "watchers", "everyone"),
     "force_release_policy": _one_of("admins", "everyone"),
     "event_retention": _int_between(3600, 10 * 365 * 86400),
+    "audit_retention_days": _int_between(0, 100 * 365),
 }
+
+
+@dataclass(frozen=True)
+class SettingChange:
+    """One setting's change as the audit log has it; values are JSON, secrets hidden."""
+
+    name: str
+    old_value: str | None
+    new_value: str
+    changed_by: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -168,16 +184,14 @@ class RuntimeSettings:
             rows = await store.stored_settings(session)
             for name, value in checked.items():
                 old = rows.get(name)
-                shown = (lambda v: json.dumps(HIDDEN if v else v)) if name == SECRET else json.dumps
-                session.add(
-                    SettingChange(
-                        name=name,
-                        old_value=shown(json.loads(old.value)) if old else None,
-                        new_value=shown(value),
-                        changed_by=actor.id,
-                        changed_by_username=actor.username,
-                        at=now,
-                    )
+                audit.record(
+                    session,
+                    actor=actor,
+                    action="update",
+                    resource_type="setting",
+                    resource_id=name,
+                    before={name: json.loads(old.value) if old else self.start_up.get(name)},
+                    after={name: value},
                 )
                 if old is None:
                     session.add(
@@ -195,8 +209,26 @@ class RuntimeSettings:
         return self.view(actor)
 
     async def changes(self, actor: User, first: int) -> list[SettingChange]:
+        """The newest setting changes in the audit log (the SMTP password shown as ***)."""
         require_admin(actor)
         if not 0 <= first <= 500:
             raise BadUserInput("first must be between 0 and 500", field="first")
         async with self.db.read() as session:
-            return await store.recent_changes(session, first)
+            entries, _ = await audit_store.page(session, resource_type="setting", limit=first)
+
+        def shown(value: Any) -> str:
+            return json.dumps(HIDDEN if value == audit.SECRET_MASK else value)
+
+        found = []
+        for entry in entries:
+            old, new = json.loads(entry.changes or "{}").get(entry.resource_id, [None, None])
+            found.append(
+                SettingChange(
+                    name=entry.resource_id,
+                    old_value=None if old is None else shown(old),
+                    new_value=shown(new),
+                    changed_by=entry.actor_username or "(system)",
+                    at=entry.at,
+                )
+            )
+        return found

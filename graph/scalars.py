@@ -3,10 +3,11 @@
 from typing import Any, NewType
 
 import strawberry
-from graphql import IntValueNode, ValueNode
+from graphql import IntValueNode, ValueNode, value_from_ast_untyped
 from strawberry.file_uploads import Upload
 
 Long = NewType("Long", int)
+JSON = NewType("JSON", object)
 
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 
@@ -41,6 +42,13 @@ def refuse_upload_literal(node: ValueNode, _variables: Any = None) -> Any:
 
 
 SCALARS = {
+    JSON: strawberry.scalar(
+        name="JSON",
+        description="Any JSON value.",
+        serialize=lambda value: value,
+        parse_value=lambda value: value,
+        parse_literal=value_from_ast_untyped,
+    ),
     Long: strawberry.scalar(
         name="Long",
         description="A 64-bit integer, serialised as a JSON number",

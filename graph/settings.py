@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from db import settings as models
+from domain import settings as domain
 from domain.settings import SECRET, SettingsView
 from graph.context import Context
 
@@ -36,6 +36,9 @@ class RuntimeSettings:
     lock_alerts: str
     force_release_policy: str
     event_retention: int = strawberry.field(description="Seconds.")
+    audit_retention_days: int = strawberry.field(
+        description="Days the audit log keeps an entry; 0 = forever."
+    )
     pinned: list[str]
     stored: list[str]
 
@@ -66,6 +69,7 @@ class RuntimeSettingsInput:
     lock_alerts: str | None = strawberry.UNSET
     force_release_policy: str | None = strawberry.UNSET
     event_retention: int | None = strawberry.UNSET
+    audit_retention_days: int | None = strawberry.UNSET
 
     def given(self) -> dict[str, Any]:
         return {name: value for name, value in vars(self).items() if value is not strawberry.UNSET}
@@ -80,12 +84,12 @@ class SettingChange:
     at: datetime
 
     @classmethod
-    def of(cls, change: models.SettingChange) -> SettingChange:
+    def of(cls, change: domain.SettingChange) -> SettingChange:
         return cls(
             name=_camel(change.name),
             old_value=change.old_value,
             new_value=change.new_value,
-            changed_by=change.changed_by_username,
+            changed_by=change.changed_by,
             at=change.at,
         )
 
@@ -97,7 +101,10 @@ class SettingsQuery:
         actor = await info.context.require_viewer()
         return RuntimeSettings.of(info.context.services.settings.view(actor))
 
-    @strawberry.field(description="Who changed which setting when, newest first.")
+    @strawberry.field(
+        description="Who changed which setting when, newest first: the audit log's entries of "
+        'resourceType "setting".'
+    )
     async def setting_changes(
         self, info: Info[Context, None], first: int | None = 50
     ) -> list[SettingChange]:

@@ -54,6 +54,7 @@ from strawberry.types.graphql import OperationType
 
 from domain.errors import DomainError
 from graph.context import Context, Services
+from server.origin import client_address
 
 GRAPHIQL_PAGE = Path(__file__).parent / "static" / "graphiql.html"
 
@@ -306,7 +307,7 @@ class GraphQLApp(GraphQL):
             services=self.services,
             request=request,
             request_id=request.scope.get("state", {}).get("request_id", "-"),
-            client_address=request.client.host if request.client else None,
+            client_address=client_address(request),
             authorization=request.headers.get("authorization") if is_http else None,
             long_lived=not is_http,
         )

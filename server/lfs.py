@@ -32,6 +32,7 @@ from domain.errors import Conflict, DomainError, Unauthenticated
 from domain.locks import HeldLock, Locks
 from domain.pagination import MAX_PAGE_SIZE
 from graph.context import Services
+from server.origin import client_address
 
 logger = logging.getLogger("holdfast.lfs")
 
@@ -215,8 +216,7 @@ class GitLfs:
         identity = self.services.identity
         if scheme.lower() == "basic" and value.strip():
             username, secret = basic_credentials(value)
-            address = request.client.host if request.client else None
-            principal = await identity.authenticate_basic(username, secret, address)
+            principal = await identity.authenticate_basic(username, secret, client_address(request))
         elif scheme.lower() == "bearer" and value.strip():
             principal = await identity.authenticate(value.strip())
         else:

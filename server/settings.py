@@ -6,6 +6,7 @@ A bad value raises `SettingsError` with one line that names the setting.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -132,6 +133,20 @@ def _origins(value: Any) -> tuple[str, ...]:
     return origins
 
 
+def _networks(value: Any) -> tuple[str, ...]:
+    """Addresses or CIDR networks, comma-separated (or a TOML list), normalised."""
+    items = value if isinstance(value, list) else str(value).split(",")
+    networks = []
+    for item in (str(item).strip() for item in items):
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network (10.0.0.0/8)") from None
+    return tuple(networks)
+
+
 def _rate(value: Any) -> str:
     from limits import parse_many
 
@@ -238,6 +253,13 @@ SETTINGS: tuple[Setting, ...] = (
         (),
         "Comma-separated browser origins allowed to call the API (`*` for any).",
     ),
+    Setting(
+        "TRUSTED_PROXIES",
+        _networks,
+        (),
+        "Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is "
+        "believed; empty = the direct peer is the client.",
+    ),
     Setting("LOG_LEVEL", _log_level, "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL."),
     Setting("INTROSPECTION", _boolean, True, "Allow GraphQL introspection (GraphiQL needs it)."),
     Setting("MAX_QUERY_DEPTH", _positive_int, 12, "Deepest selection a query may nest."),
@@ -262,6 +284,12 @@ SETTINGS: tuple[Setting, ...] = (
         _duration,
         30 * 86400,
         "How long lock events are kept for `lockHistory` and `since` replays.",
+    ),
+    Setting(
+        "AUDIT_RETENTION_DAYS",
+        _non_negative_int,
+        365,
+        "Days the audit log keeps an entry; 0 = forever (apart from event retention).",
     ),
     Setting(
         "LOCK_AUTO_RELEASE_HOURS",
@@ -372,6 +400,7 @@ class Settings:
     admin_email: str
     registration: str
     cors_origins: tuple[str, ...]
+    trusted_proxies: tuple[str, ...]
     log_level: str
     introspection: bool
     max_query_depth: int
@@ -382,6 +411,7 @@ class Settings:
     password_hash_time_cost: int
     password_hash_memory_kib: int
     event_retention: int
+    audit_retention_days: int
     lock_auto_release_hours: int
     lock_expiry_interval: int
     subscriber_queue_size: int

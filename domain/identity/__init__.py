@@ -33,6 +33,7 @@ from db import identity as store
 from db.base import utcnow
 from db.engine import Database
 from db.identity import ApiToken, User
+from domain import audit
 from domain.caches import SharedCache
 from domain.errors import BadUserInput, NotFound, Unauthenticated
 from domain.identity.accounts import Accounts
@@ -336,6 +337,14 @@ class Identity(Accounts):
         )
         async with self.db.transaction() as session:
             await store.add(session, token)
+            audit.record(
+                session,
+                actor=actor,
+                action="create",
+                resource_type="api_token",
+                resource_id=token.id,
+                after=audit.columns(token, "user_id", "name", "expires_at"),
+            )
         return NewApiToken(secret, token)
 
     async def list_api_tokens(self, actor: User) -> list[ApiToken]:
@@ -344,6 +353,19 @@ class Identity(Accounts):
 
     async def revoke_api_token(self, actor: User, token_id: int) -> None:
         async with self.db.transaction() as session:
+            token = await store.get_api_token_by_id(session, token_id)
+            if token is None or token.user_id != actor.id:
+                raise NotFound(f"you have no API token with id {token_id}")
             if not await store.delete_api_token(session, token_id, actor.id):
                 raise NotFound(f"you have no API token with id {token_id}")
+            audit.record(
+                session,
+                actor=actor,
+                action="delete",
+                resource_type="api_token",
+                resource_id=token_id,
+                before=audit.columns(
+                    token, "user_id", "name", "created_at", "expires_at", "last_used_at"
+                ),
+            )
         await self.principals.forget(f"token:{token_id}")

@@ -12,6 +12,7 @@ from db import identity as store
 from db.base import utcnow
 from db.engine import Database
 from db.identity import User
+from domain import audit
 from domain.access import Role, require_admin
 from domain.errors import BadUserInput, Conflict, Forbidden, NotFound
 from domain.identity.records import (
@@ -20,6 +21,7 @@ from domain.identity.records import (
     IdentityConfig,
     Session,
     UserLeaving,
+    audited,
     digest,
     validate_email,
     validate_password,
@@ -44,8 +46,17 @@ class Accounts:
     _leaving: list[UserLeaving]
 
     async def _new_user(
-        self, username: str, email: str, password: str, role: Role, *, only_if_first=False
+        self,
+        actor: User | None,
+        username: str,
+        email: str,
+        password: str,
+        role: Role,
+        *,
+        only_if_first=False,
     ) -> User | None:
+        """Create a user; `actor` None: the user creates themself (registration), or the
+        system does (the first admin)."""
         validate_username(username)
         email = validate_email(email)
         validate_password(password)
@@ -64,6 +75,14 @@ class Accounts:
                 if await store.get_user_by_username(session, username) is not None:
                     raise taken
                 await store.add(session, user)
+                audit.record(
+                    session,
+                    actor=actor or (None if only_if_first else user),
+                    action="create",
+                    resource_type="user",
+                    resource_id=user.id,
+                    after=audited(user),
+                )
         except IntegrityError:
             raise taken from None
         return user
@@ -72,7 +91,7 @@ class Accounts:
         self, actor: User, username: str, email: str, password: str, role: Role | None
     ) -> User:
         require_admin(actor)
-        return await self._new_user(username, email, password, role or Role.USER)
+        return await self._new_user(actor, username, email, password, role or Role.USER)
 
     async def register(
         self, username: str, email: str, password: str, client_address: str | None
@@ -81,7 +100,7 @@ class Accounts:
         if not self.config.registration_open:
             raise Forbidden("registration is closed; ask an admin for an account")
         await self.throttle.hit("register", username, client_address)
-        user = await self._new_user(username, email, password, Role.USER)
+        user = await self._new_user(None, username, email, password, Role.USER)
         async with self.db.transaction() as session:
             return await self._start_session(session, user, secrets.token_hex(16), utcnow())
 
@@ -98,7 +117,7 @@ class Accounts:
         generated = None if password else secrets.token_urlsafe(15)
         try:
             created = await self._new_user(
-                username, email, password or generated, Role.ADMIN, only_if_first=True
+                None, username, email, password or generated, Role.ADMIN, only_if_first=True
             )
         except Conflict:
             return False, None
@@ -143,6 +162,7 @@ class Accounts:
             user = await store.lock_user(session, user_id, exclusive=True)
             if user is None:
                 raise NotFound(f"no user with id {user_id}")
+            before = audited(user)
             if email is not None:
                 user.email = validate_email(email)
             losing_admin = (
@@ -164,6 +184,15 @@ class Accounts:
                     )
                 user.active = active
             await session.flush()
+            audit.record(
+                session,
+                actor=actor,
+                action="update",
+                resource_type="user",
+                resource_id=user.id,
+                before=before,
+                after=audited(user),
+            )
         await self._forget_user(user.id)
         for publish in after:
             await publish()
@@ -187,15 +216,37 @@ class Accounts:
             after = await self._user_leaves(
                 session, user, actor, "the holder's account was deleted"
             )
+            audit.record(
+                session,
+                actor=actor,
+                action="delete",
+                resource_type="user",
+                resource_id=user.id,
+                before=audited(user),
+            )
             await store.delete_user(session, user)
         await self._forget_user(user_id)
         for publish in after:
             await publish()
 
-    async def _set_password(self, session, user: User, password_hash: str) -> None:
+    async def _set_password(
+        self, session, user: User, password_hash: str, actor: User, action: str
+    ) -> None:
+        """Set the password and end the user's sessions; audited as `action` (the entry
+        says only that the password changed)."""
+        before = audited(user)
         user.password_hash = password_hash
         user.token_version += 1
         await store.revoke_user_refresh_tokens(session, user.id, utcnow())
+        audit.record(
+            session,
+            actor=actor,
+            action=action,
+            resource_type="user",
+            resource_id=user.id,
+            before=before,
+            after=audited(user),
+        )
 
     async def reset_password(self, actor: User, user_id: int, new_password: str) -> User:
         """An admin sets a user's password; every session of that user ends."""
@@ -206,7 +257,7 @@ class Accounts:
             user = await store.get_user(session, user_id)
             if user is None:
                 raise NotFound(f"no user with id {user_id}")
-            await self._set_password(session, user, password_hash)
+            await self._set_password(session, user, password_hash, actor, "reset_password")
         await self._forget_user(user_id)
         return user
 
@@ -227,7 +278,7 @@ class Accounts:
             user = await store.get_user(session, actor.id)
             if user is None or user.password_hash != actor.password_hash:
                 raise Conflict("the password changed meanwhile; sign in again")
-            await self._set_password(session, user, password_hash)
+            await self._set_password(session, user, password_hash, actor, "change_password")
             started = await self._start_session(session, user, secrets.token_hex(16), utcnow())
         await self._forget_user(actor.id)
         return started
@@ -283,7 +334,7 @@ class Accounts:
             user = None if used is None else await store.get_user(session, used.user_id)
             if user is None or not user.active:
                 raise BadUserInput("this link is invalid, used or expired", field="token")
-            await self._set_password(session, user, password_hash)
+            await self._set_password(session, user, password_hash, user, "reset_password")
         await self._forget_user(user.id)
 
     async def request_email_change(
@@ -312,6 +363,15 @@ class Accounts:
             if user is None or not user.active:
                 raise BadUserInput("this link is invalid, used or expired", field="token")
             old_email, user.email = user.email, used.new_email
+            audit.record(
+                session,
+                actor=user,
+                action="update",
+                resource_type="user",
+                resource_id=user.id,
+                before={"email": old_email},
+                after={"email": user.email},
+            )
             notice = notice_mail(
                 "Your Holdfast email address changed",
                 f"The Holdfast account {user.username} now uses {used.new_email} instead of "

@@ -74,6 +74,17 @@ class NewApiToken:
     token: ApiToken
 
 
+def audited(user: User) -> dict[str, object]:
+    """What the audit log records of a user (the password only as set or not)."""
+    return {
+        "username": user.username,
+        "email": user.email,
+        "role": user.role,
+        "active": user.active,
+        "password": user.password_hash,
+    }
+
+
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 

@@ -5,6 +5,10 @@ When one returns nothing (the path was taken, someone else's, expired, the proje
 the actor deactivated), the operation runs again on the general path, under the stream's row
 lock, which either does it — expiring what ran out first — or says exactly why not.
 
+Taking and releasing one's own locks is in the lock events only. Force-releasing another's
+lock is an act the audit log records (domain.audit), in the same transaction: so it is never a
+hot write, but always the general path.
+
 Writing is here; reading in reads.py, the mail rules in mail.py, what they share in records.py.
 """
 
@@ -24,6 +28,7 @@ from db.identity import User
 from db.locks import Lock
 from db.projects import Project
 from db.streams import HoldTaken, purge_events_before
+from domain import audit
 from domain.access import is_admin
 from domain.errors import BadUserInput, Conflict, Forbidden, NotFound
 from domain.feeds import Feeds
@@ -180,19 +185,36 @@ class Locks(LockReads):
         now: datetime,
         message: str | Callable[[Lock], str] | None = None,
     ) -> list[HeldLock]:
-        """Record `kind` for each lock and delete it (on the general path)."""
+        """Record `kind` for each lock and delete it (on the general path); a force-release
+        goes to the audit log too."""
         owners = await user_refs(writer.session, {lock.owner_id for lock in locks})
         released = []
         for lock in locks:
             owner = owners.get(lock.owner_id) or missing_user(lock.owner_id)
+            lock_kind = kind(lock) if callable(kind) else kind
             writer.record(
                 lock,
-                kind(lock) if callable(kind) else kind,
+                lock_kind,
                 holder=owner,
                 actor=actor,
                 at=now,
                 message=message(lock) if callable(message) else message,
             )
+            if lock_kind == EventKind.FORCE_RELEASED:
+                audit.record(
+                    writer.session,
+                    actor=actor,
+                    action="force_release",
+                    resource_type="lock",
+                    resource_id=lock.id,
+                    before={
+                        **audit.columns(
+                            lock, "project_id", "path", "owner_id", "branch", "comment"
+                        ),
+                        "owner": owner.username,
+                        **audit.columns(lock, "acquired_at", "expires_at"),
+                    },
+                )
             await writer.session.delete(lock)
             released.append(HeldLock(lock, owner))
         await writer.session.flush()
@@ -220,13 +242,7 @@ class Locks(LockReads):
         project = await self.projects.cached(slug)
         keys = by_key(paths, project.case_sensitive)
         events = await store.give_back(
-            self.db,
-            project.stream_id,
-            project.id,
-            actor,
-            list(keys),
-            force=force and self._may_force(actor, project),
-            at=utcnow(),
+            self.db, project.stream_id, project.id, actor, list(keys), at=utcnow()
         )
         if events:
             changes = await self.holds.committed(LOCK_EVENTS, project.stream_id, events, actor)
@@ -250,13 +266,7 @@ class Locks(LockReads):
         project = await self.projects.cached(slug)
         now = utcnow()
         events = await store.give_back_by_id(
-            self.db,
-            project.stream_id,
-            project.id,
-            actor,
-            lock_id,
-            force=force and self._may_force(actor, project),
-            at=now,
+            self.db, project.stream_id, project.id, actor, lock_id, at=now
         )
         if events:
             [change] = await self.holds.committed(LOCK_EVENTS, project.stream_id, events, actor)

@@ -2,6 +2,7 @@
 match what the migrations build."""
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -137,3 +138,67 @@ def test_streams_take_over_the_projects_counters_with_their_history(fresh_databa
         (1, 2),
         (1, 3),
     ]
+
+
+def test_setting_changes_move_into_the_audit_log_and_back(fresh_database):
+    """0012: each recorded setting change becomes an audit entry of resource ("setting", name),
+    the SMTP password still masked; the downgrade puts them back."""
+    url = fresh_database()
+    asyncio.run(migrations.upgrade(url, "0011"))
+    at = "'2026-11-30 10:00:00+00:00'"
+    asyncio.run(
+        _run(
+            url,
+            "INSERT INTO setting_changes (name, old_value, new_value, changed_by,"
+            f" changed_by_username, at) VALUES ('smtp_host', NULL, '\"mail.x\"', 1, 'ada', {at})",
+            "INSERT INTO setting_changes (name, old_value, new_value, changed_by,"
+            f" changed_by_username, at) VALUES ('smtp_password', '\"***\"', '\"***\"', 1, 'ada',"
+            f" {at})",
+            "INSERT INTO setting_changes (name, old_value, new_value, changed_by,"
+            f" changed_by_username, at) VALUES ('lock_alerts', '\"none\"', '\"everyone\"', NULL,"
+            f" 'gone', {at})",
+        )
+    )
+    asyncio.run(migrations.upgrade(url, "0012"))
+    rows = asyncio.run(
+        _rows(
+            url,
+            "SELECT actor_id, actor_username, action, resource_type, resource_id, changes,"
+            " snapshot FROM audit_log ORDER BY id",
+        )
+    )
+    assert [(*row[:5], json.loads(row[5]), row[6]) for row in rows] == [
+        (1, "ada", "update", "setting", "smtp_host", {"smtp_host": [None, "mail.x"]}, None),
+        (
+            1,
+            "ada",
+            "update",
+            "setting",
+            "smtp_password",
+            {"smtp_password": ["(secret)", "(secret)"]},
+            None,
+        ),
+        (
+            None,
+            "gone",
+            "update",
+            "setting",
+            "lock_alerts",
+            {"lock_alerts": ["none", "everyone"]},
+            None,
+        ),
+    ]
+    assert "setting_changes" not in asyncio.run(table_names(url))
+    asyncio.run(migrations.downgrade(url, "0011"))
+    assert asyncio.run(
+        _rows(
+            url,
+            "SELECT name, old_value, new_value, changed_by, changed_by_username"
+            " FROM setting_changes ORDER BY id",
+        )
+    ) == [
+        ("smtp_host", None, '"mail.x"', 1, "ada"),
+        ("smtp_password", '"***"', '"***"', 1, "ada"),
+        ("lock_alerts", '"none"', '"everyone"', None, "gone"),
+    ]
+    assert "audit_log" not in asyncio.run(table_names(url))
