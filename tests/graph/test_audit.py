@@ -396,30 +396,43 @@ async def _through_the_proxy(running) -> None:
     assert over_ws["changes"] == {"audit_retention_days": [7, 8]}
 
 
-async def test_the_audit_log_has_its_own_retention(app, api, admin):
-    for name in ("old", "recent"):
-        await api.create_user(name)
-    users = {e["changes"]["username"][1]: e["resourceId"] for e in await entries(api)}
-    await backdate(app, "user", users["old"], days=400)
-    await backdate(app, "user", users["recent"], days=40)
-    services = app.state.services
-    [purge] = [job for job in services.jobs._periodic if job.name == "audit-retention"]
+@pytest.fixture
+async def app_without_jobs(settings):
+    """The app with no background job runner: the test runs the rounds itself."""
+    application = create_app(settings.replace(run_jobs=False))
+    async with application.router.lifespan_context(application):
+        yield application
 
-    # Stream events have their own retention: purging them keeps older audit entries.
-    await services.locks.expire_due(retention=timedelta(hours=1))
-    assert {e["resourceId"] for e in await entries(api)} >= {users["old"], users["recent"]}
 
-    await purge.run()  # the default: 365 days
-    kept = {e["resourceId"] for e in await entries(api, resource_type="user")}
-    assert users["recent"] in kept and users["old"] not in kept
+async def test_the_audit_log_has_its_own_retention(app_without_jobs):
+    app = app_without_jobs
+    async with GraphQL(app) as api:
+        await api.sign_in("admin", ADMIN_PASSWORD)
+        for name in ("old", "recent"):
+            await api.create_user(name)
+        users = {e["changes"]["username"][1]: e["resourceId"] for e in await entries(api)}
+        await backdate(app, "user", users["old"], days=400)
+        await backdate(app, "user", users["recent"], days=40)
+        services = app.state.services
+        [purge] = [job for job in services.jobs._periodic if job.name == "audit-retention"]
 
-    await api.data(UPDATE_SETTINGS, {"input": {"auditRetentionDays": 0}})
-    await backdate(app, "user", users["recent"], days=5000)
-    await purge.run()
-    assert users["recent"] in {e["resourceId"] for e in await entries(api, resource_type="user")}
+        # Stream events have their own retention: purging them keeps older audit entries.
+        await services.locks.expire_due(retention=timedelta(hours=1))
+        assert {e["resourceId"] for e in await entries(api)} >= {users["old"], users["recent"]}
 
-    await api.data(UPDATE_SETTINGS, {"input": {"auditRetentionDays": 30}})
-    await purge.run()
-    kept = {e["resourceId"] for e in await entries(api)}
-    assert users["recent"] not in kept
-    assert len(await entries(api, resource_type="setting")) == 2
+        await purge.run()  # the default: 365 days
+        kept = {e["resourceId"] for e in await entries(api, resource_type="user")}
+        assert users["recent"] in kept and users["old"] not in kept
+
+        await api.data(UPDATE_SETTINGS, {"input": {"auditRetentionDays": 0}})
+        await backdate(app, "user", users["recent"], days=5000)
+        await purge.run()
+        assert users["recent"] in {
+            e["resourceId"] for e in await entries(api, resource_type="user")
+        }
+
+        await api.data(UPDATE_SETTINGS, {"input": {"auditRetentionDays": 30}})
+        await purge.run()
+        kept = {e["resourceId"] for e in await entries(api)}
+        assert users["recent"] not in kept
+        assert len(await entries(api, resource_type="setting")) == 2
