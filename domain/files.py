@@ -77,7 +77,7 @@ class Files:
         until it is deleted when `forever`. Returns its id."""
         now = utcnow()
         row = StoredFile(
-            filename=filename,
+            filename=filename[:255],
             content_type=content_type,
             size=len(data),
             data=data,

@@ -62,7 +62,9 @@ class JobContext:
         self._reported_at: float | None = None
 
     async def report(self, progress: float) -> None:
-        """Tell clients how far the job is (0 to 1); renews the worker's lease."""
+        """Tell clients how far the job is (0 to 1); renews the worker's lease. It writes in
+        a transaction of its own: not from inside a write transaction of the handler's (on
+        SQLite it would wait for that transaction's lock)."""
         now = asyncio.get_running_loop().time()
         if self._reported_at is not None and now - self._reported_at < PROGRESS_INTERVAL_SECONDS:
             return

@@ -9,18 +9,22 @@ An area registers an exporter (it makes a file) or an importer (it reads one and
   job in one transaction; the job reads it, and deletes it once done.
 
 A job's result is JSON: `{"download": <file id>}` or `{"importResult": {...}}`; `outputs(job)`
-reads it back.
+reads it back. Where the request that started a job came from (audit.ORIGIN) goes with it, so
+the audit entries of what an import writes name the client and request like the API's.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from db.identity import User
 from db.jobs import Job
+from domain.audit import ORIGIN, Origin
+from domain.errors import DomainError
 from domain.files import Files
 from domain.jobs import JobContext, Jobs
 from domain.workbooks import ImportProblem
@@ -88,6 +92,25 @@ def outputs(job: Job) -> JobOutputs:
     )
 
 
+def _with_origin(payload: dict[str, Any] | None) -> dict[str, Any]:
+    origin = ORIGIN.get()
+    given = dict(payload or {})
+    if origin is not None:
+        given["origin"] = {"client_address": origin.client_address, "request_id": origin.request_id}
+    return given
+
+
+@asynccontextmanager
+async def _origin_of(payload: dict[str, Any]) -> AsyncIterator[None]:
+    """Run as the request that queued the job."""
+    given = payload.get("origin")
+    token = ORIGIN.set(Origin(**given) if isinstance(given, dict) else None)
+    try:
+        yield
+    finally:
+        ORIGIN.reset(token)
+
+
 Exporter = Callable[[dict[str, Any], JobContext], Awaitable[ExportFile]]
 Importer = Callable[[bytes, dict[str, Any], JobContext], Awaitable[ImportResult]]
 
@@ -101,7 +124,8 @@ class Transfers:
         """Run `export(payload, context)` for jobs of `kind`; keep the file it makes."""
 
         async def handle(payload: dict[str, Any], context: JobContext) -> dict[str, Any]:
-            made = await export(payload, context)
+            async with _origin_of(payload):
+                made = await export(payload, context)
             async with self.jobs.db.transaction() as session:
                 file_id = await self.files.store(
                     session,
@@ -119,7 +143,12 @@ class Transfers:
 
         async def handle(payload: dict[str, Any], context: JobContext) -> dict[str, Any]:
             data = await self.files.data(payload["file"])
-            result = await run_import(data, payload, context)
+            try:
+                async with _origin_of(payload):
+                    result = await run_import(data, payload, context)
+            except DomainError:
+                await self.files.delete(payload["file"])  # refused for good: no retry reads it
+                raise
             await self.files.delete(payload["file"])
             return {"importResult": result.as_json()}
 
@@ -128,7 +157,9 @@ class Transfers:
     async def start_export(
         self, actor: User, kind: str, payload: dict[str, Any] | None = None
     ) -> Job:
-        return await self.jobs.enqueue(kind, payload or {}, created_by=actor.id, max_attempts=3)
+        return await self.jobs.enqueue(
+            kind, _with_origin(payload), created_by=actor.id, max_attempts=3
+        )
 
     async def start_import(
         self,
@@ -142,14 +173,14 @@ class Transfers:
         async with self.jobs.db.transaction() as session:
             file_id = await self.files.store(
                 session,
-                filename=filename,
+                filename=filename[:255] or "upload",
                 content_type=content_type,
                 data=data,
                 created_by=actor.id,
             )
             return await self.jobs.enqueue(
                 kind,
-                {**(payload or {}), "file": file_id},
+                {**_with_origin(payload), "file": file_id},
                 session=session,
                 created_by=actor.id,
                 max_attempts=3,

@@ -110,7 +110,8 @@ def write_workbook(sheets: Iterable[Sheet]) -> bytes:
 # -- reading ---------------------------------------------------------------------------------
 
 
-def _check_archive(data: bytes) -> None:
+def check_archive(data: bytes) -> None:
+    """Refuse at once what is plainly not an .xlsx workbook (cheap: reads the ZIP's index)."""
     if data[:4] == b"\xd0\xcf\x11\xe0":
         raise NotAWorkbook(
             "the file is an old Excel (.xls) or other OLE document: save it as .xlsx"
@@ -145,7 +146,7 @@ def read_workbook(data: bytes, specs: Sequence[SheetSpec]) -> ReadWorkbook:
     its columns (or with a column nobody expects, or twice the same). Values are as the
     workbook holds them (text stripped, empty text as None); sheets that are absent have no
     rows. Raises NotAWorkbook when the file is not a readable .xlsx workbook."""
-    _check_archive(data)
+    check_archive(data)
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as error:  # openpyxl raises whatever its XML or ZIP layer raised

@@ -11,6 +11,7 @@ from typing import Any
 
 from db.identity import User
 from domain.assets import Assets, GpuHolds
+from domain.assets.workbook import AssetWorkbook
 from domain.audit import AuditLog
 from domain.caches import SharedCache
 from domain.errors import BadUserInput, DomainError, Unauthenticated
@@ -39,6 +40,7 @@ class Services:
     jobs: Jobs
     files: Files
     transfers: Transfers
+    asset_workbook: AssetWorkbook
     notifier: Notifier
     settings: RuntimeSettings
     audit: AuditLog

@@ -8,6 +8,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from graph.assets import AssetMutation, AssetQuery, AssetSubscription
+from graph.assets.workbook import AssetWorkbookMutation
 from graph.audit import AuditQuery
 from graph.boundary import Boundary, limit_rules
 from graph.errors import log_unexpected
@@ -42,6 +43,7 @@ class Mutation(
     ProjectMutation,
     LockMutation,
     AssetMutation,
+    AssetWorkbookMutation,
     WatchMutation,
     SettingsMutation,
 ):

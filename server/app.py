@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from db import migrations
 from db.engine import Database
 from domain.assets import Assets, GpuHolds
+from domain.assets.workbook import AssetWorkbook
 from domain.audit import AuditLog
 from domain.bus import EventBus
 from domain.caches import SharedCache
@@ -263,6 +264,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         jobs=jobs,
         files=files,
         transfers=transfers,
+        asset_workbook=AssetWorkbook(db, transfers),
         notifier=notifier,
         settings=runtime,
         audit=audit,
