@@ -107,6 +107,30 @@ def export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_data(args: argparse.Namespace) -> int:
+    """Fill a fresh database with a demo IT inventory (server/demo_data.py)."""
+    from server.app import configure_logging
+    from server.demo_data import AlreadyFilled
+    from server.demo_data import demo_data as fill
+
+    settings = _settings()
+    _check_admin_settings(settings)
+    configure_logging("WARNING")
+    try:
+        print(asyncio.run(fill(settings, args.seed)))
+    except AlreadyFilled:
+        print(
+            "holdfast: demo-data: the inventory already has servers; demo data goes into a "
+            "fresh database only (nothing was changed)",
+            file=sys.stderr,
+        )
+        return 1
+    except LookupError as error:
+        print(f"holdfast: demo-data: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="holdfast", description="Holdfast: who holds what.")
     commands = root.add_subparsers(dest="command", required=True)
@@ -127,6 +151,12 @@ def parser() -> argparse.ArgumentParser:
 
     jobs = commands.add_parser("worker", help="run background jobs in this process only")
     jobs.set_defaults(handler=worker)
+
+    demo = commands.add_parser(
+        "demo-data", help="fill a fresh database with a demo IT inventory (migrates it first)"
+    )
+    demo.add_argument("--seed", type=int, help="another seed, other (as believable) data")
+    demo.set_defaults(handler=demo_data)
 
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.add_argument("--output", "-o")

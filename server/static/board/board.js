@@ -1,16 +1,22 @@
 // The lock board: who holds what in a project, live. Built on the public GraphQL API only.
+// Also the frame of every page: signing in, and the nav between Locks and Assets (assets.js).
 
-import { LockFeed } from "./live.js";
-import { ApiError, Session } from "./session.js";
+import { hideAssets, showAssets } from "./assets.js";
+import { LiveFeed } from "./live.js";
+import { Session } from "./session.js";
+import { $, ask, button, cell, describe, notify, setLive, since } from "./ui.js";
 
 const LOCK_FIELDS = "id path owner { username } branch comment acquiredAt expiresAt";
+const LOCK_EVENTS = `subscription($project: String!, $since: Long) {
+  lockEvents(project: $project, since: $since) {
+    seq kind message at actor { username } lock { ${LOCK_FIELDS} }
+  }
+}`;
 const HOLDING = new Set(["ACQUIRED", "RENEWED"]);
 const FREEING = new Set(["RELEASED", "FORCE_RELEASED", "EXPIRED"]);
-const LIVE_TEXT = { offline: "Offline", connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…" };
 const PROJECT_KEY = "holdfast.project";
 const TICK_MS = 5_000;
 
-const $ = (selector) => document.querySelector(selector);
 const session = new Session();
 const board = { project: null, caseSensitive: false, locks: new Map(), feed: null, loading: 0 };
 
@@ -19,15 +25,6 @@ const me = () => session.user && session.user.username;
 const isAdmin = () => session.user && session.user.role === "ADMIN";
 
 // --- showing things -------------------------------------------------------------------------
-
-function since(iso, now = Date.now()) {
-  const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
-  if (seconds < 10) return "just now";
-  if (seconds < 60) return `${seconds} s ago`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
-  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
-  return `${Math.floor(seconds / 86400)} d ago`;
-}
 
 function ttlLeft(iso, now = Date.now()) {
   if (!iso) return "—";
@@ -39,50 +36,10 @@ function ttlLeft(iso, now = Date.now()) {
   return `${Math.floor(seconds / 86400)} d`;
 }
 
-function describe(error) {
-  return error instanceof ApiError && error.code !== "ERROR" ? `${error.message} (${error.code})` : error.message;
-}
-
 function showError(error) {
   const box = $("#error");
   box.textContent = error ? describe(error) : "";
   box.hidden = !error;
-}
-
-function notify(text) {
-  const item = document.createElement("li");
-  item.textContent = text;
-  const close = document.createElement("button");
-  close.type = "button";
-  close.textContent = "Dismiss";
-  close.setAttribute("aria-label", `Dismiss: ${text}`);
-  close.addEventListener("click", () => item.remove());
-  item.append(" ", close);
-  $("#notices").prepend(item);
-}
-
-function setLive(state) {
-  const live = $("#live");
-  live.dataset.state = state;
-  live.textContent = LIVE_TEXT[state];
-}
-
-function cell(row, label, text, className) {
-  const td = row.insertCell();
-  td.dataset.label = label;
-  td.textContent = text;
-  if (className) td.className = className;
-  return td;
-}
-
-function button(text, label, action, className) {
-  const b = document.createElement("button");
-  b.type = "button";
-  b.textContent = text;
-  b.setAttribute("aria-label", label);
-  if (className) b.className = className;
-  b.addEventListener("click", action);
-  return b;
 }
 
 function visible() {
@@ -202,8 +159,10 @@ async function loadProject() {
   board.locks = locks;
   showError(null);
   render();
-  board.feed = new LockFeed({
-    project: board.project,
+  board.feed = new LiveFeed({
+    query: LOCK_EVENTS,
+    field: "lockEvents",
+    variables: { project: board.project },
     since: seq,
     token: (renew) => (renew ? session.refresh() : session.fresh()),
     onEvent: apply,
@@ -218,6 +177,7 @@ async function loadProject() {
 
 async function loadProjects() {
   const data = await session.call("{ projects { slug name } }");
+  if ($("#board-view").hidden) return; // gone to another page meanwhile
   const select = $("#project");
   select.replaceChildren(
     ...data.projects.map((project) => new Option(`${project.name} (${project.slug})`, project.slug)),
@@ -242,25 +202,6 @@ async function act(work) {
   } catch (error) {
     showError(error);
   }
-}
-
-function ask(text, okText, withMessage) {
-  const dialog = $("#ask");
-  $("#ask-text").textContent = text;
-  $("#ask-ok").textContent = okText;
-  $("#ask-ok").classList.toggle("danger", !withMessage);
-  $("#ask-message-label").hidden = !withMessage;
-  $("#ask-message").value = "";
-  dialog.returnValue = "";
-  dialog.showModal();
-  (withMessage ? $("#ask-message") : $("#ask-ok")).focus();
-  return new Promise((resolve) => {
-    dialog.addEventListener(
-      "close",
-      () => resolve(dialog.returnValue === "ok" ? { message: $("#ask-message").value.trim() } : null),
-      { once: true },
-    );
-  });
 }
 
 function lockPath(form) {
@@ -313,12 +254,19 @@ async function forceRelease(lock) {
 
 // --- views ----------------------------------------------------------------------------------
 
-function showSignIn(message = "") {
+function stopLocks() {
+  board.loading++;
   if (board.feed) board.feed.stop();
   board.feed = null;
+}
+
+function showSignIn(message = "") {
+  stopLocks();
+  hideAssets();
   board.locks = new Map();
   setLive("offline");
   $("#board-view").hidden = true;
+  $("#pages").hidden = true;
   $("#sign-out").hidden = true;
   $("#who").textContent = "";
   $("#sign-in-view").hidden = false;
@@ -329,10 +277,27 @@ function showSignIn(message = "") {
 async function showBoard() {
   $("#sign-in-view").hidden = true;
   $("#sign-in-error").textContent = "";
-  $("#board-view").hidden = false;
+  $("#pages").hidden = false;
   $("#sign-out").hidden = false;
   const user = session.user;
   $("#who").textContent = `${user.username}${user.role === "ADMIN" ? " (admin)" : ""}`;
+  await showPage();
+}
+
+/** The page the address names: `?page=assets` (mails link there), else the locks. */
+async function showPage() {
+  const page = new URLSearchParams(location.search).get("page") === "assets" ? "assets" : "locks";
+  for (const link of document.querySelectorAll("#pages a")) {
+    if (link.dataset.page === page) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  $("#board-view").hidden = page !== "locks";
+  if (page === "assets") {
+    stopLocks();
+    showAssets(session);
+    return;
+  }
+  hideAssets();
   try {
     await loadProjects();
   } catch (error) {
@@ -361,6 +326,16 @@ function wire() {
   $("#sign-out").addEventListener("click", async () => {
     await session.signOut();
     showSignIn();
+  });
+  $("#pages").addEventListener("click", (event) => {
+    const link = event.target.closest("a");
+    if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    if (link.href !== location.href) history.pushState(null, "", link.href);
+    showPage();
+  });
+  window.addEventListener("popstate", () => {
+    if (session.user) showPage();
   });
   $("#project").addEventListener("change", (event) => {
     board.project = event.target.value;
