@@ -15,7 +15,7 @@ from db.assets import Container, Datacenter, Environment, Gpu, Server, Service
 from db.base import utcnow
 from db.identity import User
 from domain import audit, workbooks
-from domain.assets.records import KINDS, Invalid, describe, parse_ports, text
+from domain.assets.records import KINDS, RECORDED, Invalid, describe, parse_ports, text
 from domain.assets.workbook.sheets import CONTAINERS, SHEETS, SheetKind, Stored
 from domain.errors import BadUserInput
 from domain.workbooks import ImportProblem
@@ -219,24 +219,10 @@ def _check_ports(
 # -- writing ----------------------------------------------------------------------------------
 
 COLUMNS = {
-    "datacenter": ("name", "location", "description"),
-    "environment": ("name", "color"),
-    "server": (
-        "name",
-        "hostname",
-        "management_ip",
-        "public_ip",
-        "cpu_cores",
-        "memory_gb",
-        "disk_gb",
-        "os",
-        "status",
-        "notes",
-    ),
-    "container": ("name", "image", "cpu_limit", "memory_limit_mb", "status"),
-    "service": ("name", "kind", "port", "health_check_url", "status"),
-    "gpu": ("serial", "model", "memory_gb"),
+    kind: tuple(name for name in names if not name.endswith("_id"))
+    for kind, names in RECORDED.items()
 }
+"""Each kind's own columns (references are resolved apart)."""
 """Each kind's own columns, as the workbook and the table name them alike."""
 MODELS = {
     "datacenter": Datacenter,
