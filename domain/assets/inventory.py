@@ -21,7 +21,8 @@ from db.engine import Database
 from db.identity import User
 from domain import audit
 from domain.access import require_admin
-from domain.assets.records import KINDS, Kind, camel, describe, invalid
+from domain.assets.records import KINDS, describe
+from domain.checks import Kind, camel, invalid
 from domain.errors import BadUserInput, Conflict, NotFound
 
 ReleaseHeld = Callable[[AsyncSession, list[int], User, str], Awaitable[Callable[[], Awaitable]]]

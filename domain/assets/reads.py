@@ -14,7 +14,8 @@ from db import assets as store
 from db.assets import Container, Datacenter, Environment, Gpu, GpuHold, Server, Service
 from db.engine import Database
 from db.identity import get_user_by_username
-from domain.assets.records import KINDS, invalid
+from domain.assets.records import KINDS
+from domain.checks import invalid
 from domain.errors import BadUserInput
 from domain.pagination import Page, decode_position, encode_position, page_size
 from domain.people import UserRef

@@ -15,8 +15,9 @@ from db.assets import Container, Datacenter, Environment, Gpu, Server, Service
 from db.base import utcnow
 from db.identity import User
 from domain import audit, workbooks
-from domain.assets.records import KINDS, RECORDED, Invalid, describe, parse_ports, text
+from domain.assets.records import KINDS, RECORDED, describe, parse_ports
 from domain.assets.workbook.sheets import CONTAINERS, SHEETS, SheetKind, Stored
+from domain.checks import Invalid, text
 from domain.errors import BadUserInput
 from domain.workbooks import ImportProblem
 
