@@ -316,16 +316,6 @@ async def overdue_holds(session: AsyncSession, now: datetime) -> list[GpuHold]:
     return list((await session.execute(query)).scalars())
 
 
-async def counted(session: AsyncSession, query) -> int:
-    return (
-        await session.execute(select(func.count()).select_from(query.order_by(None).subquery()))
-    ).scalar_one()
-
-
-async def page(session: AsyncSession, query, limit: int) -> list:
-    return list((await session.execute(query.limit(limit))).scalars())
-
-
 def server_query(
     *,
     status: str | None = None,

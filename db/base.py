@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator
+from sqlalchemy import DateTime, MetaData, TypeDecorator, func, select
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -55,3 +55,14 @@ async def insert_unless_exists(session, model: type[Base], key: str | None, **va
     await session.execute(
         insert(model).values(**values).on_conflict_do_nothing(index_elements=columns)
     )
+
+
+async def counted(session, query) -> int:
+    """How many rows `query` selects."""
+    return (
+        await session.execute(select(func.count()).select_from(query.order_by(None).subquery()))
+    ).scalar_one()
+
+
+async def page(session, query, limit: int) -> list:
+    return list((await session.execute(query.limit(limit))).scalars())

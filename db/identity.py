@@ -19,6 +19,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(default=True)
+    permissions: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    """What an admin granted beyond the role, space-separated (domain/access.py Permission)."""
     token_version: Mapped[int] = mapped_column(default=0)
     """Bumped when a password changes: access tokens minted before then stop working."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -129,11 +129,14 @@ class HoldTable:
     token: str | None = None
     """A hold column set to the seq of the event that took the hold: a fencing token that only
     grows within the stream."""
+    given: tuple[str, ...] = ()
+    """Event columns the area gives with each event instead of the hold (e.g. a part's stage
+    after the change): on hot writes the parameters `hf_given_<column>`."""
 
     def __post_init__(self) -> None:
         hold_columns = set(_names(self.hold))
         for name in _names(self.event):
-            if name in ENGINE_COLUMNS or name in (self.hold_ref, self.holder_name):
+            if name in ENGINE_COLUMNS or name in (self.hold_ref, self.holder_name, *self.given):
                 continue
             if name not in hold_columns:
                 raise TypeError(f"{self.event.__name__}.{name} has no source in {self.hold}")
@@ -159,6 +162,9 @@ class HoldTable:
                 continue
             if name in engine:
                 result[name] = engine[name]
+            elif name in self.given:
+                column_type = self.event.__table__.c[name].type
+                result[name] = bindparam(f"hf_given_{name}", type_=column_type)
             elif name == self.hold_ref:
                 result[name] = source.c.id
             elif name == self.holder_name:
@@ -179,6 +185,7 @@ class HoldTable:
         message: str | None,
         at: datetime,
         holder_name: str | None,
+        given: dict[str, Any] | None = None,
     ) -> Base:
         """The event recording `kind` for `hold`, filled like `event_columns` (no seq yet)."""
         engine = {
@@ -194,10 +201,13 @@ class HoldTable:
                 continue
             if name in engine:
                 values[name] = engine[name]
+            elif name in self.given:
+                values[name] = (given or {}).get(name)
             elif name == self.hold_ref:
                 values[name] = hold.id
             elif name == self.holder_name:
-                values[name] = holder_name or "(deleted)"
+                held = getattr(hold, self.holder) is not None
+                values[name] = holder_name or ("(deleted)" if held else None)
             else:
                 values[name] = getattr(hold, name)
         return self.event(**values)

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,6 +53,7 @@ class Writer:
         actor: UserRef | None,
         at: datetime,
         message: str | None = None,
+        given: dict[str, Any] | None = None,
     ) -> Change:
         event = self.source.table.event_from(
             hold,
@@ -60,6 +62,7 @@ class Writer:
             message=message,
             at=at,
             holder_name=holder.username if holder else None,
+            given=given,
         )
         store.append(self.session, self.stream, [event])
         change = Change(event=event, holder=holder, actor=actor)
@@ -67,7 +70,14 @@ class Writer:
         return change
 
     async def take(
-        self, hold, kind: str, *, holder: UserRef | None, actor: UserRef | None, at: datetime
+        self,
+        hold,
+        kind: str,
+        *,
+        holder: UserRef | None,
+        actor: UserRef | None,
+        at: datetime,
+        given: dict[str, Any] | None = None,
     ) -> Change:
         """Add a new hold, its token the seq of the event that records it."""
         token = self.source.table.token
@@ -75,7 +85,7 @@ class Writer:
             setattr(hold, token, self.stream.last_seq + 1)
         self.session.add(hold)
         await self.session.flush()
-        return self.record(hold, kind, holder=holder, actor=actor, at=at)
+        return self.record(hold, kind, holder=holder, actor=actor, at=at, given=given)
 
 
 class Holds:

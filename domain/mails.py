@@ -135,3 +135,20 @@ def _board_mail(subject: str, lead: str, message: str | None, board: str) -> Mai
         f"{lead}{note}\n\nSee who holds what: {board}\n",
         f"<!doctype html><html><body>{body}</body></html>",
     )
+
+
+def part_alert(change: Change, public_url: str) -> Mail | None:
+    """What a part's claimer is told when someone else unclaims it or asks for it."""
+    event, actor = change.event, change.actor
+    if actor is None or change.holder is None or actor.id == change.holder.id:
+        return None
+    part = f"{event.short_id} ({event.name})"
+    if event.kind == "UNCLAIMED":
+        subject = f"{actor.username} unclaimed your part {event.short_id}"
+        lead = f"{actor.username} took back your claim on {part}."
+    elif event.kind == "RELEASE_REQUESTED":
+        subject = f"{actor.username} asks you to give up {event.short_id}"
+        lead = f"{actor.username} asks you to unclaim {part}."
+    else:
+        return None
+    return _board_mail(subject, lead, event.message, f"{public_url.rstrip('/')}/?page=parts")

@@ -25,6 +25,7 @@ class User:
     active: bool
     created_at: datetime | None
     _email: strawberry.Private[str | None]
+    _permissions: strawberry.Private[list[str] | None] = None
 
     @strawberry.field(description="Shown to the user themself and to admins; null otherwise.")
     async def email(self, info: Info[Context, None]) -> str | None:
@@ -56,7 +57,20 @@ class User:
             active=user.active,
             created_at=user.created_at,
             _email=user.email,
+            _permissions=sorted(access.permissions_of(user)),
         )
+
+    @strawberry.field(
+        description="What an admin granted beyond the role (e.g. parts.review); shown to the "
+        "user themself and to admins, null otherwise."
+    )
+    def permissions(self, info: Info[Context, None]) -> list[str] | None:
+        viewer = info.context.known_viewer()
+        if self._permissions is None or viewer is None:
+            return None
+        if viewer.role == Role.ADMIN.value or str(viewer.id) == self.id:
+            return self._permissions
+        return None
 
 
 @strawberry.type
@@ -147,6 +161,9 @@ class UpdateUserInput:
     email: str | None = None
     role: Role | None = None
     active: bool | None = None
+    permissions: list[str] | None = strawberry.field(
+        default=None, description='Replaces what the user was granted, e.g. ["parts.review"].'
+    )
 
 
 def _identity(info: Info[Context, None]) -> identity.Identity:
@@ -255,7 +272,12 @@ class IdentityMutation:
     ) -> User:
         actor = await info.context.require_viewer()
         user = await _identity(info).update_user(
-            actor, decode_id(id), email=input.email, role=input.role, active=input.active
+            actor,
+            decode_id(id),
+            email=input.email,
+            role=input.role,
+            active=input.active,
+            permissions=input.permissions,
         )
         return User.of(user)
 

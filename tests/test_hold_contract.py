@@ -116,7 +116,8 @@ async def test_since_replays_every_event_then_live_with_no_gap_and_no_duplicate(
             things = [await area.target(api, people["admin"], index) for index in range(3)]
             for thing in things:
                 await area.take(api, people["mira"], thing)
-            query, variables = area.live(since=1)
+            first = (await area.history(api, people["mira"]))[0]["seq"]
+            query, variables = area.live(since=first)
             live = Subscription(server.ws_url, people["mira"], variables, query)
             async with live:
                 await live.wait_for(2)
@@ -124,11 +125,11 @@ async def test_since_replays_every_event_then_live_with_no_gap_and_no_duplicate(
                 await area.release(api, people["mira"], things[1])
                 await live.wait_for(4)
                 await asyncio.sleep(0.3)
-            assert live.seqs == [2, 3, 4, 5]
+            assert live.seqs == [first + 1, first + 2, first + 3, first + 4]
             assert [event["kind"] for event in live.events] == [area.kinds.taken] * 2 + [
                 area.kinds.released
             ] * 2
-            history = await area.history(api, people["mira"], since=1)
+            history = await area.history(api, people["mira"], since=first)
             assert [event["seq"] for event in history] == live.seqs
     finally:
         stop_server(server)

@@ -240,7 +240,8 @@ class GpuHolds:
     ) -> Callable[[], Awaitable[None]]:
         """Inside the caller's transaction: force-release these GPUs' holds (they are about to
         be deleted). Returns what publishes the events after commit."""
-        writer = await self.holds.within(session, GPU_EVENTS, await self.stream_id())
+        stream = await create_stream(session, GPU_STREAM)  # in this transaction (SQLite)
+        writer = await self.holds.within(session, GPU_EVENTS, stream.id)
         holds = [hold for gpu_id in gpu_ids if (hold := await store.hold_of(session, gpu_id))]
         await self._force(writer, holds, actor, reason)
 
@@ -253,7 +254,8 @@ class GpuHolds:
         self, session: AsyncSession, user: User, actor: User, reason: str
     ) -> Callable[[], Awaitable[None]]:
         """Identity's hook: a deactivated or deleted user holds no GPU."""
-        writer = await self.holds.within(session, GPU_EVENTS, await self.stream_id())
+        stream = await create_stream(session, GPU_STREAM)  # in this transaction (SQLite)
+        writer = await self.holds.within(session, GPU_EVENTS, stream.id)
         await self._force(writer, await store.holds_of_user(session, user.id), actor, reason)
 
         async def publish() -> None:

@@ -13,7 +13,7 @@ from db.base import utcnow
 from db.engine import Database
 from db.identity import User
 from domain import audit
-from domain.access import Role, require_admin
+from domain.access import Role, checked_permissions, require_admin
 from domain.errors import BadUserInput, Conflict, Forbidden, NotFound
 from domain.identity.records import (
     ACCOUNT_LINK_TTL,
@@ -155,8 +155,10 @@ class Accounts:
         email: str | None = None,
         role: Role | None = None,
         active: bool | None = None,
+        permissions: list[str] | None = None,
     ) -> User:
         require_admin(actor)
+        granted = None if permissions is None else checked_permissions(permissions)
         now = utcnow()
         async with self.db.transaction() as session:
             user = await store.lock_user(session, user_id, exclusive=True)
@@ -174,6 +176,8 @@ class Accounts:
                 raise Conflict("the last active admin cannot be demoted or deactivated")
             if role is not None:
                 user.role = role.value
+            if granted is not None:
+                user.permissions = granted
             after = []
             if active is not None:
                 if user.active and not active:

@@ -81,6 +81,7 @@ def audited(user: User) -> dict[str, object]:
         "email": user.email,
         "role": user.role,
         "active": user.active,
+        "permissions": user.permissions,
         "password": user.password_hash,
     }
 

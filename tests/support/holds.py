@@ -16,8 +16,10 @@ from db.assets import GpuHold
 from db.engine import Database
 from db.identity import User
 from db.locks import Lock
+from db.parts import PartClaim
 from tests.support.assets import gpu
 from tests.support.graphql import GraphQL
+from tests.support.parts import approved_part
 
 
 @dataclass(frozen=True)
@@ -211,4 +213,76 @@ class GpuArea(HoldArea):
             await db.dispose()
 
 
-AREAS = [LockArea(), GpuArea()]
+PART_EVENT = "seq kind actor { username } holder { username } message part { id shortId }"
+
+
+class PartArea(HoldArea):
+    name = "parts"
+    kinds = Kinds("CLAIMED", "UNCLAIMED", "UNCLAIMED", "RELEASE_REQUESTED")
+    history_field = "partHistory"
+    events_field = "partEvents"
+    bad_targets = (("0", "BAD_USER_INPUT"), ("part-1", "BAD_USER_INPUT"), ("999999", "NOT_FOUND"))
+
+    async def target(self, api: GraphQL, admin: str, index: int = 0) -> str:
+        return (await approved_part(api, admin, name=f"Contract {index}"))["id"]
+
+    async def take(self, api: GraphQL, token: str, target: str) -> dict:
+        return await api.post(
+            "mutation($id: ID!) { claimPart(id: $id) { id claimedBy { username } } }",
+            {"id": target},
+            token=token,
+        )
+
+    async def release(self, api: GraphQL, token: str, target: str, force: bool = False) -> dict:
+        """Unclaiming someone else's part needs no flag: only an admin may."""
+        return await api.post(
+            "mutation($id: ID!) { unclaimPart(id: $id) { id claimedBy { username } } }",
+            {"id": target},
+            token=token,
+        )
+
+    async def ask(self, api: GraphQL, token: str, target: str, message: str) -> dict:
+        return await api.post(
+            "mutation($id: ID!, $m: String) { requestPartRelease(id: $id, message: $m) "
+            f"{{ {PART_EVENT} }} }}",
+            {"id": target, "m": message},
+            token=token,
+        )
+
+    async def history(self, api: GraphQL, token: str, since: int | None = None) -> list[dict]:
+        data = await api.data(
+            f"query($s: Long) {{ partHistory(since: $s, first: 1000) {{ {PART_EVENT} }} }}",
+            {"s": since},
+            token=token,
+        )
+        return [event for event in data["partHistory"] if event["kind"] in self.hold_kinds]
+
+    hold_kinds = ("CLAIMED", "UNCLAIMED", "RELEASE_REQUESTED")
+    """The contract follows the claims; creating and approving a target are events too."""
+
+    def live(self, since: int | None) -> tuple[str, dict]:
+        return f"subscription($s: Long) {{ partEvents(since: $s) {{ {PART_EVENT} }} }}", {
+            "s": since
+        }
+
+    def holder_named(self, error: dict) -> str:
+        return error["extensions"]["holder"]["username"]
+
+    def holder_of(self, event: dict) -> str:
+        return event["holder"]["username"]
+
+    async def held(self, database_url: str) -> dict[str, str]:
+        db = Database(database_url)
+        try:
+            async with db.read() as session:
+                rows = await session.execute(
+                    select(PartClaim.part_id, User.username).join(
+                        User, User.id == PartClaim.holder_id
+                    )
+                )
+                return {str(part_id): username for part_id, username in rows.all()}
+        finally:
+            await db.dispose()
+
+
+AREAS = [LockArea(), GpuArea(), PartArea()]
