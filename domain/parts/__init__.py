@@ -289,6 +289,8 @@ class Parts(PartReads):
         async with self.holds.transaction(PART_EVENTS, await self.stream_id(), actor=actor) as w:
             held = await self._held(w.session, part_id)
             part = held.part
+            if part.stage not in MAKING:
+                raise _wrong_stage(part, "claimed")
             mine = held.claim is not None and held.claim.holder_id == actor.id
             if held.claim is not None and not mine:
                 raise Conflict(
@@ -300,8 +302,6 @@ class Parts(PartReads):
                 )
             if mine:
                 return await self.get(part.id)
-            if part.stage not in MAKING:
-                raise _wrong_stage(part, "claimed")
             before = describe(part)
             now = utcnow()
             claim = PartClaim(part_id=part.id, holder_id=actor.id, since=now)
@@ -319,6 +319,8 @@ class Parts(PartReads):
 
     async def unclaim(self, actor: User, part_id: int) -> PartView:
         async def step(w: Writer, held: _Held) -> PartEventKind:
+            if held.part.stage not in MAKING:
+                raise _wrong_stage(held.part, "unclaimed")
             self._must_hold(actor, held, "unclaimed")
             if held.claim.started:
                 held.part.status = STARTED
@@ -367,11 +369,14 @@ class Parts(PartReads):
     async def release_all_of_user(
         self, session: AsyncSession, user: User, actor: User, reason: str
     ) -> Callable[[], Awaitable[None]]:
-        """Identity's hook: a deactivated or deleted user claims no part."""
+        """Identity's hook: a deactivated or deleted user claims no part still being made
+        (the claims of completed parts stay: they say who made them)."""
         stream = await create_stream(session, PART_STREAM)  # in this transaction (SQLite)
         writer = await self.holds.within(session, PART_EVENTS, stream.id)
         for claim in await store.claims_of_user(session, user.id):
             part = await store.get(session, claim.part_id, for_update=True)
+            if part.stage not in MAKING:
+                continue
             held = _Held(part, claim, UserRef.of(user))
             self._record(writer, held, PartEventKind.UNCLAIMED, actor, message=reason)
             await session.delete(claim)
