@@ -1,8 +1,10 @@
 // The lock board: who holds what in a project, live. Built on the public GraphQL API only.
-// Also the frame of every page: signing in, and the nav between Locks and Assets (assets.js).
+// Also the frame of every page: signing in, and the nav between Locks, Assets (assets.js) and
+// Parts (parts.js).
 
 import { hideAssets, showAssets } from "./assets.js";
 import { LiveFeed } from "./live.js";
+import { hideParts, showParts } from "./parts.js";
 import { Session } from "./session.js";
 import { $, ask, button, cell, describe, notify, setLive, since } from "./ui.js";
 
@@ -263,6 +265,7 @@ function stopLocks() {
 function showSignIn(message = "") {
   stopLocks();
   hideAssets();
+  hideParts();
   board.locks = new Map();
   setLive("offline");
   $("#board-view").hidden = true;
@@ -284,9 +287,11 @@ async function showBoard() {
   await showPage();
 }
 
-/** The page the address names: `?page=assets` (mails link there), else the locks. */
+/** The page the address names: `?page=assets` (mails link there), `?page=parts` (with
+ * `&part=<id>` a part's own page), else the locks. */
 async function showPage() {
-  const page = new URLSearchParams(location.search).get("page") === "assets" ? "assets" : "locks";
+  const params = new URLSearchParams(location.search);
+  const page = ["assets", "parts"].includes(params.get("page")) ? params.get("page") : "locks";
   for (const link of document.querySelectorAll("#pages a")) {
     if (link.dataset.page === page) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -294,10 +299,17 @@ async function showPage() {
   $("#board-view").hidden = page !== "locks";
   if (page === "assets") {
     stopLocks();
+    hideParts();
     showAssets(session);
     return;
   }
   hideAssets();
+  if (page === "parts") {
+    stopLocks();
+    showParts(session, params.get("part"));
+    return;
+  }
+  hideParts();
   try {
     await loadProjects();
   } catch (error) {
