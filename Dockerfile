@@ -5,7 +5,7 @@ WORKDIR /app
 
 RUN useradd --system --home /app holdfast
 COPY . .
-RUN pip install -c constraints.txt -e . && chown -R holdfast /app
+RUN pip install -c constraints.txt -e . && mkdir -p /app/data && chown -R holdfast /app
 
 USER holdfast
 EXPOSE 8000

@@ -14,6 +14,7 @@ from db import (
     streams,
 )
 from db.base import Base
+from db.parts import files as part_files
 
 metadata = Base.metadata
 
@@ -26,6 +27,7 @@ __all__ = [
     "locks",
     "metadata",
     "notify",
+    "part_files",
     "projects",
     "server_state",
     "settings",

@@ -20,6 +20,7 @@ from domain.identity import Identity, Principal
 from domain.jobs import Jobs
 from domain.locks import Locks
 from domain.notify import Notifier
+from domain.parts.files import PartFiles
 from domain.projects import Projects
 from domain.settings import RuntimeSettings
 from domain.transfers import Transfers
@@ -37,6 +38,7 @@ class Services:
     locks: Locks
     assets: Assets
     gpus: GpuHolds
+    part_files: PartFiles
     jobs: Jobs
     files: Files
     transfers: Transfers

@@ -17,6 +17,7 @@ from graph.jobs import JobQuery
 from graph.live import Live
 from graph.locks import LockMutation, LockQuery, LockSubscription
 from graph.notify import WatchMutation, WatchQuery
+from graph.parts.files import PartFileMutation, PartFileQuery
 from graph.projects import ProjectMutation, ProjectQuery
 from graph.scalars import SCALARS
 from graph.settings import SettingsMutation, SettingsQuery
@@ -29,6 +30,7 @@ class Query(
     ProjectQuery,
     LockQuery,
     AssetQuery,
+    PartFileQuery,
     JobQuery,
     WatchQuery,
     SettingsQuery,
@@ -43,6 +45,7 @@ class Mutation(
     ProjectMutation,
     LockMutation,
     AssetMutation,
+    PartFileMutation,
     AssetWorkbookMutation,
     WatchMutation,
     SettingsMutation,

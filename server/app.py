@@ -35,10 +35,12 @@ from domain.identity import Identity, IdentityConfig, shared_jwt_secret
 from domain.jobs import Jobs
 from domain.locks import Locks
 from domain.notify import MailConfig, Notifier
+from domain.parts.files import PartFiles
 from domain.projects import DEFAULT_PROJECT_SLUG, Projects, ensure_project
 from domain.ratelimit import LoginThrottle, limits_storage
 from domain.settings import DEFINITIONS as RUNTIME_SETTINGS
 from domain.settings import RuntimeSettings
+from domain.storage import LocalStorage
 from domain.transfers import Transfers
 from graph.context import Services
 from graph.schema import Limits, build_schema
@@ -154,6 +156,8 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         link_ttl=timedelta(seconds=settings.download_ttl),
         retention=timedelta(seconds=settings.job_file_retention),
         public_url=download_base_url(settings),
+        storage=LocalStorage(settings.data_dir),
+        jobs=jobs,
     )
     transfers = Transfers(jobs, files)
     notifier = Notifier(
@@ -172,6 +176,13 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
     )
     locks = Locks(db, holds, projects, notifier)
     gpus = GpuHolds(db, holds, notifier)
+    part_files = PartFiles(
+        db,
+        files,
+        jobs,
+        max_bytes=settings.max_part_file_bytes,
+        conversion_timeout=settings.step_conversion_timeout,
+    )
     assets = Assets(db, gpus)
     await assets.start()
     identity = Identity(
@@ -261,6 +272,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         locks=locks,
         assets=assets,
         gpus=gpus,
+        part_files=part_files,
         jobs=jobs,
         files=files,
         transfers=transfers,

@@ -1,9 +1,10 @@
-"""`GET /downloads/<token>`: a stored file, for whoever has the link, until it expires."""
+"""`GET /downloads/<token>`: a stored file, for whoever has the link, until it expires (bytes
+from the database, or streamed from the blob storage)."""
 
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from domain.errors import NotFound
 from domain.files import LinkExpired
@@ -32,8 +33,11 @@ async def download(request: Request) -> Response:
         return PlainTextResponse(error.message + "\n", status_code=410, headers=PRIVATE_HEADERS)
     except NotFound as error:
         return PlainTextResponse(error.message + "\n", status_code=404, headers=PRIVATE_HEADERS)
-    return Response(
-        found.data,
-        media_type=found.content_type,
-        headers={**PRIVATE_HEADERS, "Content-Disposition": content_disposition(found.filename)},
-    )
+    headers = {**PRIVATE_HEADERS, "Content-Disposition": content_disposition(found.filename)}
+    if found.blob is not None:  # in the blob storage: streamed, never whole in memory
+        return StreamingResponse(
+            found.blob.chunks(),
+            media_type=found.content_type,
+            headers={**headers, "Content-Length": str(found.blob.size)},
+        )
+    return Response(found.data, media_type=found.content_type, headers=headers)

@@ -358,8 +358,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "MAX_UPLOAD_BYTES",
         _byte_size,
-        20 * 1024**2,
-        "Largest multipart request (a file upload) accepted, in bytes or e.g. `20MiB`.",
+        64 * 1024**2,
+        "Largest multipart request (a file upload) accepted, in bytes or e.g. `64MiB`.",
+    ),
+    Setting(
+        "MAX_PART_FILE_BYTES",
+        _byte_size,
+        50 * 1024**2,
+        "Largest file uploaded to a part (BAD_USER_INPUT); no request is read past "
+        "MAX_UPLOAD_BYTES (413), so that one must be larger.",
+    ),
+    Setting(
+        "DATA_DIR",
+        _text,
+        "./data",
+        "Directory of stored files (parts' uploads and 3D models); shared by all replicas.",
+    ),
+    Setting(
+        "STEP_CONVERSION_TIMEOUT",
+        _duration,
+        120,
+        "Longest a STEP → GLB conversion may run before it is stopped and marked FAILED.",
     ),
     Setting(
         "DOWNLOAD_TTL",
@@ -427,6 +446,9 @@ class Settings:
     mail_from: str
     public_url: str
     max_upload_bytes: int
+    max_part_file_bytes: int
+    data_dir: str
+    step_conversion_timeout: int
     download_ttl: int
     job_file_retention: int
     run_jobs: bool
@@ -491,4 +513,6 @@ def load_settings(
         raise SettingsError(f"{ENV_PREFIX}BUS: redis needs {ENV_PREFIX}REDIS_URL")
     if values["bus"] == "postgres" and not values["database_url"].startswith("postgresql"):
         raise SettingsError(f"{ENV_PREFIX}BUS: postgres needs a PostgreSQL DATABASE_URL")
+    if not values["data_dir"]:
+        raise SettingsError(f"{ENV_PREFIX}DATA_DIR: must not be empty")
     return Settings(**values, pinned=frozenset(pinned))
