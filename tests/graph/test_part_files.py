@@ -321,3 +321,38 @@ async def test_download_links_are_refused_when_made_up_or_late(api, people, part
     assert PDF not in late.content
     fresh = (await api.data(PART_FILE, {"id": made["id"]}, token=people["mira"]))["partFile"]
     assert await fetched(api, fresh["download"]["url"]) == PDF
+
+
+PART_WITH_FILES = """query($id: ID!) { part(id: $id) { shortId files {
+  id filename modelStatus download { url } } } }"""
+PARTS_WITH_FILES = "{ parts { edges { node { id files { id filename } } } } }"
+DELETE_PARTS = (
+    "mutation($ids: [ID!]!, $confirm: String) { deleteParts(ids: $ids, confirm: $confirm) { id } }"
+)
+
+
+async def test_a_parts_files_are_on_the_part_and_go_with_it(api, people, part_id, settings, db):
+    other = (await part(api, people["mira"], name="Motor mount"))["id"]
+    step = await uploaded(api, people["mira"], part_id, "bracket.step", BRACKET)
+    await uploaded(api, people["mira"], part_id, "drawing.pdf", PDF)
+    await uploaded(api, people["mira"], other, "cube.stl", ASCII_STL)
+    await converted(api, people["mira"], step["id"])
+    found = (await api.data(PART_WITH_FILES, {"id": part_id}, token=people["mira"]))["part"]
+    assert [file["filename"] for file in found["files"]] == ["bracket.step", "drawing.pdf"]
+    assert found["files"][0]["modelStatus"] == "READY"
+    assert await fetched(api, found["files"][1]["download"]["url"]) == PDF
+    listed = (await api.data(PARTS_WITH_FILES, token=people["mira"]))["parts"]["edges"]
+    assert {edge["node"]["id"]: len(edge["node"]["files"]) for edge in listed} == {
+        part_id: 2,
+        other: 1,
+    }
+    assert len(blobs(settings)) == 4  # three uploads and one model
+
+    await api.data(
+        DELETE_PARTS, {"ids": [part_id, other], "confirm": "delete 2 parts"}, token=people["admin"]
+    )
+    assert await stored(db) == (0, 0)
+    deadline = time.monotonic() + 30
+    while blobs(settings):  # the bytes go by a job that committed with the delete
+        assert time.monotonic() < deadline, blobs(settings)
+        await asyncio.sleep(0.1)
