@@ -20,6 +20,7 @@ from domain.identity import Identity, Principal
 from domain.jobs import Jobs
 from domain.locks import Locks
 from domain.notify import Notifier
+from domain.parts import Parts
 from domain.parts.files import PartFiles
 from domain.projects import Projects
 from domain.settings import RuntimeSettings
@@ -38,6 +39,7 @@ class Services:
     locks: Locks
     assets: Assets
     gpus: GpuHolds
+    parts: Parts
     part_files: PartFiles
     jobs: Jobs
     files: Files

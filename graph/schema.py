@@ -17,6 +17,7 @@ from graph.jobs import JobQuery
 from graph.live import Live
 from graph.locks import LockMutation, LockQuery, LockSubscription
 from graph.notify import WatchMutation, WatchQuery
+from graph.parts import PartMutation, PartQuery, PartSubscription
 from graph.parts.files import PartFileMutation, PartFileQuery
 from graph.projects import ProjectMutation, ProjectQuery
 from graph.scalars import SCALARS
@@ -30,6 +31,7 @@ class Query(
     ProjectQuery,
     LockQuery,
     AssetQuery,
+    PartQuery,
     PartFileQuery,
     JobQuery,
     WatchQuery,
@@ -45,6 +47,7 @@ class Mutation(
     ProjectMutation,
     LockMutation,
     AssetMutation,
+    PartMutation,
     PartFileMutation,
     AssetWorkbookMutation,
     WatchMutation,
@@ -54,7 +57,7 @@ class Mutation(
 
 
 @strawberry.type
-class Subscription(LockSubscription, AssetSubscription):
+class Subscription(LockSubscription, AssetSubscription, PartSubscription):
     pass
 
 

@@ -35,6 +35,7 @@ from domain.identity import Identity, IdentityConfig, shared_jwt_secret
 from domain.jobs import Jobs
 from domain.locks import Locks
 from domain.notify import MailConfig, Notifier
+from domain.parts import Parts
 from domain.parts.files import PartFiles
 from domain.projects import DEFAULT_PROJECT_SLUG, Projects, ensure_project
 from domain.ratelimit import LoginThrottle, limits_storage
@@ -176,6 +177,8 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
     )
     locks = Locks(db, holds, projects, notifier)
     gpus = GpuHolds(db, holds, notifier)
+    parts = Parts(db, holds, notifier)
+    await parts.stream_id()
     part_files = PartFiles(
         db,
         files,
@@ -183,6 +186,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         max_bytes=settings.max_part_file_bytes,
         conversion_timeout=settings.step_conversion_timeout,
     )
+    parts.delete_files = part_files.delete_files_of_parts
     assets = Assets(db, gpus)
     await assets.start()
     identity = Identity(
@@ -205,6 +209,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
     )
     identity.when_user_leaves(locks.release_all_of_user)
     identity.when_user_leaves(gpus.release_all_of_user)
+    identity.when_user_leaves(parts.release_all_of_user)
     created, generated = await identity.ensure_admin(
         settings.admin_username, settings.admin_email, settings.admin_password
     )
@@ -259,6 +264,11 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         timedelta(seconds=settings.lock_expiry_interval),
         lambda: gpus.remind_overdue(timedelta(seconds=runtime.values["event_retention"])),
     )
+    jobs.every(
+        "part-events-retention",
+        timedelta(seconds=settings.lock_expiry_interval),
+        lambda: parts.purge(timedelta(seconds=runtime.values["event_retention"])),
+    )
     jobs.every("file-expiry", FILE_EXPIRY_INTERVAL, files.purge_expired)
     audit = AuditLog(db)
     jobs.every(
@@ -272,6 +282,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         locks=locks,
         assets=assets,
         gpus=gpus,
+        parts=parts,
         part_files=part_files,
         jobs=jobs,
         files=files,

@@ -123,6 +123,7 @@ def settings_for(database_url: str) -> Settings:
         password_hash_time_cost=1,
         password_hash_memory_kib=1024,
         migrate_on_start=False,
+        data_dir=tempfile.mkdtemp(prefix="holdfast-test-data-"),
     )
 
 

@@ -106,14 +106,17 @@ def upgrade() -> None:
     with op.batch_alter_table('part_workers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_part_workers_part_id'), ['part_id'], unique=False)
 
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('permissions', sa.String(length=500), server_default='', nullable=False))
+    # A plain ADD COLUMN: batch mode would rebuild users on SQLite and lose the expression
+    # index uq_users_username_lower.
+    op.add_column('users', sa.Column('permissions', sa.String(length=500), server_default='', nullable=False))
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_column('permissions')
+    if op.get_bind().dialect.name == 'sqlite':  # the rebuilt table lost its expression index
+        op.create_index('uq_users_username_lower', 'users', [sa.text('lower(username)')], unique=True)
 
     with op.batch_alter_table('part_workers', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_part_workers_part_id'))

@@ -18,6 +18,7 @@ from graph.assets.inputs import values_of
 from graph.assets.types import Connection
 from graph.context import Context, decode_id
 from graph.identity import User
+from graph.parts.files import PartFile, part_files
 from graph.scalars import Long
 from graph.shared_events import shared_payload
 
@@ -34,9 +35,8 @@ def _parts(info: Info[Context, None]) -> Parts:
 
 @strawberry.type
 class HandWorker:
-    user: User | None
     username: str
-    at: datetime
+    at: datetime = strawberry.field(description="When they claimed the part.")
 
 
 @strawberry.type
@@ -89,7 +89,11 @@ class Part:
     @strawberry.field(description="Who worked on it by hand, in order: [{user, at}].")
     async def hand_workers(self, info: Info[Context, None]) -> list[HandWorker]:
         workers = (await _parts(info).workers([self._part_id]))[self._part_id]
-        return [HandWorker(user=None, username=w.username, at=w.at) for w in workers]
+        return [HandWorker(username=w.username, at=w.at) for w in workers]
+
+    @strawberry.field(description="Uploaded drawings and models, oldest first.")
+    async def files(self, info: Info[Context, None]) -> list[PartFile]:
+        return await part_files(info, self._part_id)
 
 
 @strawberry.type
