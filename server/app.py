@@ -187,6 +187,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         conversion_timeout=settings.step_conversion_timeout,
     )
     parts.delete_files = part_files.delete_files_of_parts
+    part_files.when_files_change(parts.files_changed)
     assets = Assets(db, gpus)
     await assets.start()
     identity = Identity(

@@ -387,6 +387,27 @@ class Parts(PartReads):
 
         return publish
 
+    async def files_changed(self, part_id: int) -> None:
+        """A part's files changed (an upload, a delete, a model converted): an UPDATED event,
+        so boards showing the part read it again."""
+        async with self.holds.transaction(PART_EVENTS, await self.stream_id(), actor=None) as w:
+            part = await store.get(w.session, part_id, for_update=True)
+            if part is None:
+                return
+            claim = await store.claim_of(w.session, part_id)
+            holder = None
+            if claim is not None:
+                holder = (await user_refs(w.session, {claim.holder_id})).get(claim.holder_id)
+            w.record(
+                claim or PartClaim(part_id=part.id),
+                PartEventKind.UPDATED,
+                holder=holder,
+                actor=None,
+                at=utcnow(),
+                message="files changed",
+                given={"short_id": part.short_id, "name": part.name, "stage": part.stage},
+            )
+
     async def purge(self, retention) -> None:
         async with self.db.transaction() as session:
             await purge_events_before(session, PartEvent, utcnow() - retention)

@@ -157,6 +157,9 @@ async def test_the_step_fixture_converts_to_a_model_you_can_download(api, people
     async with db.read() as session:
         [job] = (await session.execute(select(Job).where(Job.kind == "convert-step"))).scalars()
     assert (job.status, job.attempts) == ("succeeded", 1)
+    history = await api.data("{ partHistory { kind message } }", token=people["mira"])
+    updates = [e for e in history["partHistory"] if e["kind"] == "UPDATED"]
+    assert updates == [{"kind": "UPDATED", "message": "files changed"}] * 2  # upload, model
 
 
 async def test_a_corrupt_step_is_failed_with_a_readable_error(api, people, part_id, db):
