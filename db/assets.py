@@ -30,7 +30,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from db.base import Base, insert_unless_exists, utcnow
 from db.identity import User
-from db.streams import HoldTable, StreamEvent
+from db.streams import HoldTable, Shown, StreamEvent
 
 GPU_STREAM = "gpus"
 """The scope of the one stream every GPU hold is recorded on."""
@@ -192,6 +192,9 @@ GPU_HOLDS = HoldTable(
     holder="holder_id",
     holder_name="holder_username",
     token="fencing_token",
+    shown=Shown(
+        "gpus", what=GpuHold.serial + " (" + GpuHold.model + ")", since="since", until="due_back"
+    ),
 )
 
 KINDS = {

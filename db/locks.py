@@ -22,7 +22,7 @@ from db.base import Base
 from db.engine import Database
 from db.identity import User
 from db.projects import Project
-from db.streams import HoldTable, HotWrite, Stream, StreamEvent, constant, run_hot
+from db.streams import HoldTable, HotWrite, Shown, Stream, StreamEvent, constant, run_hot
 
 MAX_PATH_LENGTH = 1024
 
@@ -76,6 +76,14 @@ LOCKS = HoldTable(
     holder="owner_id",
     holder_name="owner_username",
     token="fencing_token",
+    shown=Shown(
+        "locks",
+        what=select(Project.slug + ":" + Lock.path)
+        .where(Project.id == Lock.project_id)
+        .scalar_subquery(),
+        since="acquired_at",
+        until="expires_at",
+    ),
 )
 
 

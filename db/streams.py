@@ -35,8 +35,10 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    null,
     select,
     true,
+    type_coerce,
     union_all,
     update,
 )
@@ -44,7 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from db.base import Base, insert_unless_exists
+from db.base import Base, UTCDateTime, insert_unless_exists
 from db.engine import Database
 from db.identity import User
 
@@ -112,6 +114,19 @@ def _names(model: type[Base]) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Shown:
+    """How an area's holds read beside every other area's: its name, what is held (SQL over
+    the hold row: a column or a scalar subquery), and the hold columns of since and until."""
+
+    area: str
+    what: ColumnElement[str]
+    since: str
+    until: str | None = None
+    current: ColumnElement[bool] | None = None
+    """Which rows are holds now (a completed part's claim stays, but is no longer held)."""
+
+
+@dataclass(frozen=True)
 class HoldTable:
     """An area's hold table and the event table that records changes to it.
 
@@ -132,6 +147,8 @@ class HoldTable:
     given: tuple[str, ...] = ()
     """Event columns the area gives with each event instead of the hold (e.g. a part's stage
     after the change): on hot writes the parameters `hf_given_<column>`."""
+    shown: Shown | None = None
+    """How a hold reads in the list of everything one person holds."""
 
     def __post_init__(self) -> None:
         hold_columns = set(_names(self.hold))
@@ -211,6 +228,36 @@ class HoldTable:
             else:
                 values[name] = getattr(hold, name)
         return self.event(**values)
+
+
+async def holds_of_user(
+    session: AsyncSession, tables: Sequence[HoldTable], user_id: int, limit: int
+) -> list:
+    """Everything `user_id` holds in every area's hold table, newest first, in one query:
+    rows of (area, id, what, since, until)."""
+    selects = []
+    for table in tables:
+        shown, hold = table.shown, table.hold.__table__
+        if shown is None:
+            continue
+        until = hold.c[shown.until] if shown.until else null()
+        selects.append(
+            select(
+                constant(shown.area).label("area"),
+                hold.c.id.label("id"),
+                shown.what.label("what"),
+                hold.c[shown.since].label("since"),
+                type_coerce(until, UTCDateTime()).label("until"),
+            ).where(
+                hold.c[table.holder] == user_id,
+                *([shown.current] if shown.current is not None else []),
+            )
+        )
+    if not selects:
+        return []
+    everything = union_all(*selects).subquery("held")
+    query = select(everything).order_by(everything.c.since.desc(), everything.c.area).limit(limit)
+    return list((await session.execute(query)).all())
 
 
 class HoldTaken(Exception):

@@ -27,9 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import streams as store
 from db.engine import Database
-from db.identity import User, lock_user
+from db.identity import User, get_user_by_username, lock_user
 from db.streams import Stream
-from domain.errors import Unauthenticated
+from domain.access import is_admin
+from domain.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 from domain.feeds import Feeds
 from domain.people import UserRef
 from domain.streams import Change, EventSource
@@ -88,10 +89,52 @@ class Writer:
         return self.record(hold, kind, holder=holder, actor=actor, at=at, given=given)
 
 
+@dataclass(frozen=True)
+class Holding:
+    """One thing someone holds, in any area."""
+
+    area: str
+    id: int
+    what: str
+    since: datetime
+    until: datetime | None
+
+
+MAX_HOLDINGS = 500
+
+
 class Holds:
     def __init__(self, db: Database, feeds: Feeds) -> None:
         self.db = db
         self.feeds = feeds
+        self.sources: list[EventSource] = []
+        """Every area's holds, for `held_by` (each area adds itself with `serve`)."""
+
+    def serve(self, source: EventSource) -> None:
+        if source not in self.sources:
+            self.sources.append(source)
+
+    async def held_by(
+        self, actor: User, username: str | None = None, first: int | None = None
+    ) -> list[Holding]:
+        """Everything one person holds, in every area, newest first, in one query: the
+        actor's own, or (admins) anyone's."""
+        limit = MAX_HOLDINGS if first is None else first
+        if not 0 <= limit <= MAX_HOLDINGS:
+            raise BadUserInput(f"first must be between 0 and {MAX_HOLDINGS}", field="first")
+        async with self.db.read() as session:
+            user_id = actor.id
+            if username is not None and username != actor.username:
+                if not is_admin(actor):
+                    raise Forbidden("only an admin may see what someone else holds")
+                user = await get_user_by_username(session, username)
+                if user is None:
+                    raise NotFound(f"no user {username!r}", field="username")
+                user_id = user.id
+            rows = await store.holds_of_user(
+                session, [source.table for source in self.sources], user_id, limit
+            )
+        return [Holding(row.area, row.id, row.what, row.since, row.until) for row in rows]
 
     async def committed(
         self, source: EventSource, stream_id: int, events: list, actor: User

@@ -16,6 +16,7 @@ from domain.audit import AuditLog
 from domain.caches import SharedCache
 from domain.errors import BadUserInput, DomainError, Unauthenticated
 from domain.files import Files
+from domain.holds import Holds
 from domain.identity import Identity, Principal
 from domain.jobs import Jobs
 from domain.locks import Locks
@@ -37,6 +38,7 @@ class Services:
     identity: Identity
     projects: Projects
     locks: Locks
+    holds: Holds
     assets: Assets
     gpus: GpuHolds
     parts: Parts

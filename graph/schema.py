@@ -12,6 +12,7 @@ from graph.assets.workbook import AssetWorkbookMutation
 from graph.audit import AuditQuery
 from graph.boundary import Boundary, limit_rules
 from graph.errors import log_unexpected
+from graph.holdings import HoldingQuery
 from graph.identity import IdentityMutation, IdentityQuery
 from graph.jobs import JobQuery
 from graph.live import Live
@@ -32,6 +33,7 @@ class Query(
     LockQuery,
     AssetQuery,
     PartQuery,
+    HoldingQuery,
     PartFileQuery,
     JobQuery,
     WatchQuery,

@@ -281,6 +281,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         identity=identity,
         projects=projects,
         locks=locks,
+        holds=holds,
         assets=assets,
         gpus=gpus,
         parts=parts,

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from db.assets import matches
 from db.base import Base, counted, page, utcnow
 from db.identity import User
-from db.streams import HoldTable, StreamEvent
+from db.streams import HoldTable, Shown, StreamEvent
 
 PART_STREAM = "parts"
 
@@ -116,6 +116,16 @@ PART_CLAIMS = HoldTable(
     holder_name="holder_username",
     token="fencing_token",
     given=("short_id", "name", "stage"),
+    shown=Shown(
+        "parts",
+        what=select(Part.short_id + " " + Part.name)
+        .where(Part.id == PartClaim.part_id)
+        .scalar_subquery(),
+        since="since",
+        current=select(Part.id)
+        .where(Part.id == PartClaim.part_id, Part.stage.in_(("CNC", "HAND", "MISC")))
+        .exists(),
+    ),
 )
 
 SEARCHED = (Part.name, Part.notes, Part.subsystem, Part.material, Part.short_id)

@@ -84,6 +84,7 @@ class GpuHolds:
         self.holds = holds
         self.notifier = notifier
         self._stream_id: int | None = None
+        holds.serve(GPU_EVENTS)
         if notifier is not None:
             GPU_EVENTS.mail = self.mail
             notifier.mail_on(GPU_EVENTS)

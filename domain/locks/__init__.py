@@ -71,6 +71,7 @@ class Locks(LockReads):
         self.projects = projects
         self.force_release_by_anyone = False
         """Cluster-wide runtime setting; a project may also allow it on its own."""
+        holds.serve(LOCK_EVENTS)
         self.mail = LockMail(notifier) if notifier is not None else None
         if notifier is not None:
             LOCK_EVENTS.mail = self.mail

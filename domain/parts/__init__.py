@@ -83,6 +83,7 @@ class Parts(PartReads):
         self._stream_id: int | None = None
         self.delete_files: Callable[[AsyncSession, list[int]], Awaitable[None]] | None = None
         """Set by part files: remove the files of parts about to be deleted."""
+        holds.serve(PART_EVENTS)
         if notifier is not None:
             PART_EVENTS.mail = self.mail
             notifier.mail_on(PART_EVENTS)
