@@ -29,7 +29,7 @@ function frame(camera, controls, object) {
   const radius = Math.max(size.length() / 2, 1e-6);
   const distance = radius / Math.sin(THREE.MathUtils.degToRad(camera.fov / 2));
   const direction = new THREE.Vector3(1, 0.8, 1.2).normalize();
-  camera.position.copy(center).addScaledVector(direction, distance * 1.3);
+  camera.position.copy(center).addScaledVector(direction, distance * 1.05);
   camera.near = distance / 100;
   camera.far = distance * 100;
   camera.updateProjectionMatrix();
