@@ -84,6 +84,7 @@ DEFINITIONS: dict[str, Callable[[Any], Any]] = {
     "force_release_policy": _one_of("admins", "everyone"),
     "event_retention": _int_between(3600, 10 * 365 * 86400),
     "audit_retention_days": _int_between(0, 100 * 365),
+    "event_default_minutes": _int_between(1, 7 * 24 * 60),
 }
 
 

@@ -26,6 +26,7 @@ from domain.parts.files import PartFiles
 from domain.projects import Projects
 from domain.settings import RuntimeSettings
 from domain.transfers import Transfers
+from domain.venues import Venues
 
 RECHECK_SECONDS = 1.0
 CLOSE_TIMEOUT_SECONDS = 2.0
@@ -43,6 +44,7 @@ class Services:
     gpus: GpuHolds
     parts: Parts
     part_files: PartFiles
+    venues: Venues
     jobs: Jobs
     files: Files
     transfers: Transfers

@@ -24,6 +24,7 @@ from graph.projects import ProjectMutation, ProjectQuery
 from graph.scalars import SCALARS
 from graph.settings import SettingsMutation, SettingsQuery
 from graph.shared_events import SharedEventExecutionContext
+from graph.venues import VenueMutation, VenueQuery
 
 
 @strawberry.type
@@ -35,6 +36,7 @@ class Query(
     PartQuery,
     HoldingQuery,
     PartFileQuery,
+    VenueQuery,
     JobQuery,
     WatchQuery,
     SettingsQuery,
@@ -51,6 +53,7 @@ class Mutation(
     AssetMutation,
     PartMutation,
     PartFileMutation,
+    VenueMutation,
     AssetWorkbookMutation,
     WatchMutation,
     SettingsMutation,

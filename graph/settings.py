@@ -39,6 +39,9 @@ class RuntimeSettings:
     audit_retention_days: int = strawberry.field(
         description="Days the audit log keeps an entry; 0 = forever."
     )
+    event_default_minutes: int = strawberry.field(
+        description="How long an event at a venue without an end blocks its venue."
+    )
     pinned: list[str]
     stored: list[str]
 
@@ -70,6 +73,7 @@ class RuntimeSettingsInput:
     force_release_policy: str | None = strawberry.UNSET
     event_retention: int | None = strawberry.UNSET
     audit_retention_days: int | None = strawberry.UNSET
+    event_default_minutes: int | None = strawberry.UNSET
 
     def given(self) -> dict[str, Any]:
         return {name: value for name, value in vars(self).items() if value is not strawberry.UNSET}

@@ -43,6 +43,7 @@ from domain.settings import DEFINITIONS as RUNTIME_SETTINGS
 from domain.settings import RuntimeSettings
 from domain.storage import LocalStorage
 from domain.transfers import Transfers
+from domain.venues import Venues
 from graph.context import Services
 from graph.schema import Limits, build_schema
 from server.downloads import download
@@ -190,6 +191,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
     part_files.when_files_change(parts.files_changed)
     assets = Assets(db, gpus)
     await assets.start()
+    venues = Venues(db, settings.event_default_minutes)
     identity = Identity(
         db,
         IdentityConfig(
@@ -240,6 +242,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
             alert_policy=values["lock_alerts"],
         )
         locks.force_release_by_anyone = values["force_release_policy"] == "everyone"
+        venues.default_minutes = values["event_default_minutes"]
 
     runtime = RuntimeSettings(
         db,
@@ -286,6 +289,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         gpus=gpus,
         parts=parts,
         part_files=part_files,
+        venues=venues,
         jobs=jobs,
         files=files,
         transfers=transfers,

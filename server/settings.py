@@ -292,6 +292,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Days the audit log keeps an entry; 0 = forever (apart from event retention).",
     ),
     Setting(
+        "EVENT_DEFAULT_MINUTES",
+        _positive_int,
+        120,
+        "How long an event without an end blocks its venue, in minutes.",
+    ),
+    Setting(
         "LOCK_AUTO_RELEASE_HOURS",
         _non_negative_int,
         0,
@@ -431,6 +437,7 @@ class Settings:
     password_hash_memory_kib: int
     event_retention: int
     audit_retention_days: int
+    event_default_minutes: int
     lock_auto_release_hours: int
     lock_expiry_interval: int
     subscriber_queue_size: int
