@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from db.assets import matches
-from db.base import Base, counted, page, utcnow
+from db.base import Base, utcnow
 from db.identity import User
 from db.streams import HoldTable, Shown, StreamEvent
 
@@ -254,5 +254,3 @@ async def remove(session: AsyncSession, part: Part) -> None:
     await session.delete(part)
     await session.flush()
 
-
-__all__ = ["counted", "page"]

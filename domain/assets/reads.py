@@ -12,6 +12,7 @@ from sqlalchemy import and_, or_
 
 from db import assets as store
 from db.assets import Container, Datacenter, Environment, Gpu, GpuHold, Server, Service
+from db.base import counted, page
 from db.engine import Database
 from db.identity import get_user_by_username
 from domain.assets.records import KINDS
@@ -100,9 +101,9 @@ class AssetReads:
         limit = page_size(first)
         model = MODELS[kind]
         async with self.db.read() as session:
-            total = await store.counted(session, query)
+            total = await counted(session, query)
             ordered, column = _ordered(model, query, sort, after, kind)
-            rows = await store.page(session, ordered, limit + 1)
+            rows = await page(session, ordered, limit + 1)
         shown = rows[:limit]
         cursors = [
             encode_position(f"{kind}:{sort.value}", _cursor_value(row, column), row.id)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, or_
 
 from db import parts as store
+from db.base import counted, page
 from db.engine import Database
 from db.identity import get_user_by_username
 from db.parts import Part, PartClaim, PartWorker
@@ -103,7 +104,7 @@ class PartReads:
                 claimer_id=claimer_id,
                 text=(text or "").strip() or None,
             )
-            total = await store.counted(session, query)
+            total = await counted(session, query)
             position = decode_position(f"part:{sort}", after)
             if position is not None:
                 value, key = position
@@ -112,7 +113,7 @@ class PartReads:
                 else:
                     query = query.where(or_(column > value, and_(column == value, Part.id > key)))
             order = (column.desc(), Part.id.desc()) if descending else (column, Part.id)
-            rows = await store.page(session, query.order_by(*order), limit + 1)
+            rows = await page(session, query.order_by(*order), limit + 1)
         shown = rows[:limit]
         views = await self.views([], shown)
         return Page(
