@@ -1,9 +1,12 @@
 // The lock board: who holds what in a project, live. Built on the public GraphQL API only.
-// Also the frame of every page: signing in, and the nav between Locks, Assets (assets.js) and
-// Parts (parts.js).
+// Also the frame of every page: signing in, and the nav between Locks, Assets (assets.js),
+// Parts (parts.js), Parking (parking.js), Events (events.js) and Mine (mine.js).
 
 import { hideAssets, showAssets } from "./assets.js";
+import { hideEvents, showEvents } from "./events.js";
 import { LiveFeed } from "./live.js";
+import { hideMine, showMine } from "./mine.js";
+import { hideParking, showParking } from "./parking.js";
 import { hideParts, showParts } from "./parts.js";
 import { Session } from "./session.js";
 import { $, ask, button, cell, describe, notify, setLive, since } from "./ui.js";
@@ -20,6 +23,14 @@ const PROJECT_KEY = "holdfast.project";
 const TICK_MS = 5_000;
 
 const session = new Session();
+/** The pages besides the locks, by their `?page=` name. */
+const PAGES = {
+  assets: { show: () => showAssets(session), hide: hideAssets },
+  parts: { show: (params) => showParts(session, params.get("part")), hide: hideParts },
+  parking: { show: () => showParking(session), hide: hideParking },
+  events: { show: () => showEvents(session), hide: hideEvents },
+  mine: { show: () => showMine(session), hide: hideMine },
+};
 const board = { project: null, caseSensitive: false, locks: new Map(), feed: null, loading: 0 };
 
 const keyOf = (path) => (board.caseSensitive ? path : path.toLowerCase());
@@ -264,8 +275,7 @@ function stopLocks() {
 
 function showSignIn(message = "") {
   stopLocks();
-  hideAssets();
-  hideParts();
+  for (const other of Object.values(PAGES)) other.hide();
   board.locks = new Map();
   setLive("offline");
   $("#board-view").hidden = true;
@@ -288,28 +298,22 @@ async function showBoard() {
 }
 
 /** The page the address names: `?page=assets` (mails link there), `?page=parts` (with
- * `&part=<id>` a part's own page), else the locks. */
+ * `&part=<id>` a part's own page), `?page=parking`, `?page=events`, `?page=mine`, else the
+ * locks. */
 async function showPage() {
   const params = new URLSearchParams(location.search);
-  const page = ["assets", "parts"].includes(params.get("page")) ? params.get("page") : "locks";
+  const page = Object.hasOwn(PAGES, params.get("page")) ? params.get("page") : "locks";
   for (const link of document.querySelectorAll("#pages a")) {
     if (link.dataset.page === page) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
   $("#board-view").hidden = page !== "locks";
-  if (page === "assets") {
+  for (const [name, other] of Object.entries(PAGES)) if (name !== page) other.hide();
+  if (page !== "locks") {
     stopLocks();
-    hideParts();
-    showAssets(session);
+    PAGES[page].show(params);
     return;
   }
-  hideAssets();
-  if (page === "parts") {
-    stopLocks();
-    showParts(session, params.get("part"));
-    return;
-  }
-  hideParts();
   try {
     await loadProjects();
   } catch (error) {
