@@ -2,7 +2,7 @@
 // to publish one. A venue taken at that time is a CONFLICT naming the other event, shown as the
 // server says it. Built on the public GraphQL API only.
 
-import { $, button, describe, notify } from "./ui.js";
+import { $, ask, button, describe, notify } from "./ui.js";
 
 const EVENT_FIELDS = "id title startsAt endsAt description venue { id name address } organiser { username }";
 const PAGE_SIZE = 200;
@@ -153,6 +153,7 @@ async function create(form) {
 }
 
 async function remove(event) {
+  if (!(await ask(`Delete “${event.title}” at ${event.venue.name}?`, "Delete", false))) return;
   try {
     await page.session.call("mutation($id: ID!) { deleteEvent(id: $id) { id } }", { id: event.id });
     showError($("#events-error"), null);
