@@ -152,3 +152,63 @@ def part_alert(change: Change, public_url: str) -> Mail | None:
     else:
         return None
     return _board_mail(subject, lead, event.message, f"{public_url.rstrip('/')}/?page=parts")
+
+
+def spot_alert(change: Change, public_url: str) -> Mail | None:
+    """What the holder of a parking spot is told when someone else (or time) acts on it."""
+    event, actor = change.event, change.actor
+    if change.holder is None or event.spot_booking_id is None:
+        return None
+    board = f"{public_url.rstrip('/')}/?page=parking"
+    spot = f"spot {event.spot_number}"
+    if event.kind == "EXPIRED":
+        subject = f"Your reservation of {spot} expired"
+        lead = f"Your reservation of {spot} expired: {event.message}."
+    elif actor is None or actor.id == change.holder.id:
+        return None
+    elif event.kind == "FORCE_RELEASED":
+        subject = f"{actor.username} ended your booking of {spot}"
+        lead = f"{actor.username} ended your booking of {spot}."
+    elif event.kind == "RELEASE_REQUESTED":
+        subject = f"{actor.username} asks you to free {spot}"
+        lead = f"{actor.username} asks you to free {spot}."
+    else:
+        return None
+    return _board_mail(subject, lead, event.message, board)
+
+
+def parking_reminder(days: int, public_url: str) -> Mail:
+    board = f"{public_url.rstrip('/')}/?page=parking"
+    lead = f"You have not parked for {days} days. A spot is waiting: park or reserve one ahead."
+    return link_mail(
+        "Park with us again", lead, board, "See free spots", "You get this at most once a day."
+    )
+
+
+def parking_report(month: str, rows: list[tuple[str, int, str, str, str]]) -> Mail:
+    """The monthly report to admins: per lot (name, stays, occupied hours, occupancy %,
+    revenue)."""
+    subject = f"Parking report for {month}"
+    lines = [f"{name}: {stays} stays, {hours} h, {share} occupied, revenue {revenue}"
+             for name, stays, hours, share, revenue in rows]
+    text = f"Parking in {month} (UTC), per lot:\n\n" + ("\n".join(lines) or "No lots.") + "\n"
+    cells = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(value))}</td>" for value in row) + "</tr>"
+        for row in rows
+    )
+    body = (
+        f"<h1>{html.escape(subject)}</h1>"
+        "<table><thead><tr><th>Lot</th><th>Stays</th><th>Occupied hours</th>"
+        f"<th>Occupancy</th><th>Revenue</th></tr></thead><tbody>{cells}</tbody></table>"
+    )
+    return Mail(subject, text, f"<!doctype html><html><body>{body}</body></html>")
+
+
+def export_ready(what: str, job_id: int, days: int, public_url: str) -> Mail:
+    lead = (
+        f"Your export of {what} is ready (job {job_id}). Ask Holdfast for the job's download; "
+        f"the file is kept for {days} days."
+    )
+    return link_mail(
+        f"Your {what} export is ready", lead, public_url.rstrip("/") + "/", "Open Holdfast", ""
+    )

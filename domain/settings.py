@@ -85,6 +85,9 @@ DEFINITIONS: dict[str, Callable[[Any], Any]] = {
     "event_retention": _int_between(3600, 10 * 365 * 86400),
     "audit_retention_days": _int_between(0, 100 * 365),
     "event_default_minutes": _int_between(1, 7 * 24 * 60),
+    "max_active_parkings_per_user": _int_between(1, 1000),
+    "parking_reservation_grace_minutes": _int_between(0, 24 * 60),
+    "parking_reminder_days": _int_between(0, 3650),
 }
 
 

@@ -19,7 +19,10 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.identity import User
 from db.jobs import Job
@@ -113,6 +116,7 @@ async def _origin_of(payload: dict[str, Any]) -> AsyncIterator[None]:
 
 Exporter = Callable[[dict[str, Any], JobContext], Awaitable[ExportFile]]
 Importer = Callable[[bytes, dict[str, Any], JobContext], Awaitable[ImportResult]]
+Ready = Callable[[AsyncSession, JobContext], Awaitable[None]]
 
 
 class Transfers:
@@ -120,8 +124,17 @@ class Transfers:
         self.jobs = jobs
         self.files = files
 
-    def exporter(self, kind: str, export: Exporter) -> None:
-        """Run `export(payload, context)` for jobs of `kind`; keep the file it makes."""
+    def exporter(
+        self,
+        kind: str,
+        export: Exporter,
+        *,
+        keep_for: timedelta | None = None,
+        when_ready: Ready | None = None,
+    ) -> None:
+        """Run `export(payload, context)` for jobs of `kind`; keep the file it makes (for
+        `keep_for`, default the files' retention). `when_ready(session, context)` runs in the
+        transaction that keeps it (e.g. to queue a mail)."""
 
         async def handle(payload: dict[str, Any], context: JobContext) -> dict[str, Any]:
             async with _origin_of(payload):
@@ -133,7 +146,10 @@ class Transfers:
                     content_type=made.content_type,
                     data=made.data,
                     created_by=context.created_by,
+                    keep_for=keep_for,
                 )
+                if when_ready is not None:
+                    await when_ready(session, context)
             return {"download": file_id}
 
         self.jobs.handle(kind, handle, context=True)

@@ -26,6 +26,8 @@ from domain.parts.files import PartFiles
 from domain.projects import Projects
 from domain.settings import RuntimeSettings
 from domain.transfers import Transfers
+from domain.parking import Parking
+from domain.parking.jobs import ParkingJobs
 from domain.venues import Venues
 
 RECHECK_SECONDS = 1.0
@@ -45,6 +47,8 @@ class Services:
     parts: Parts
     part_files: PartFiles
     venues: Venues
+    parking: Parking
+    parking_jobs: ParkingJobs
     jobs: Jobs
     files: Files
     transfers: Transfers

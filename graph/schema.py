@@ -18,6 +18,7 @@ from graph.jobs import JobQuery
 from graph.live import Live
 from graph.locks import LockMutation, LockQuery, LockSubscription
 from graph.notify import WatchMutation, WatchQuery
+from graph.parking import ParkingMutation, ParkingQuery, ParkingSubscription
 from graph.parts import PartMutation, PartQuery, PartSubscription
 from graph.parts.files import PartFileMutation, PartFileQuery
 from graph.projects import ProjectMutation, ProjectQuery
@@ -37,6 +38,7 @@ class Query(
     HoldingQuery,
     PartFileQuery,
     VenueQuery,
+    ParkingQuery,
     JobQuery,
     WatchQuery,
     SettingsQuery,
@@ -54,6 +56,7 @@ class Mutation(
     PartMutation,
     PartFileMutation,
     VenueMutation,
+    ParkingMutation,
     AssetWorkbookMutation,
     WatchMutation,
     SettingsMutation,
@@ -62,7 +65,7 @@ class Mutation(
 
 
 @strawberry.type
-class Subscription(LockSubscription, AssetSubscription, PartSubscription):
+class Subscription(LockSubscription, AssetSubscription, PartSubscription, ParkingSubscription):
     pass
 
 

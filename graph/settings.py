@@ -42,6 +42,9 @@ class RuntimeSettings:
     event_default_minutes: int = strawberry.field(
         description="How long an event at a venue without an end blocks its venue."
     )
+    max_active_parkings_per_user: int
+    parking_reservation_grace_minutes: int
+    parking_reminder_days: int = strawberry.field(description="0 = no reminders.")
     pinned: list[str]
     stored: list[str]
 
@@ -74,6 +77,9 @@ class RuntimeSettingsInput:
     event_retention: int | None = strawberry.UNSET
     audit_retention_days: int | None = strawberry.UNSET
     event_default_minutes: int | None = strawberry.UNSET
+    max_active_parkings_per_user: int | None = strawberry.UNSET
+    parking_reservation_grace_minutes: int | None = strawberry.UNSET
+    parking_reminder_days: int | None = strawberry.UNSET
 
     def given(self) -> dict[str, Any]:
         return {name: value for name, value in vars(self).items() if value is not strawberry.UNSET}

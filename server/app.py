@@ -43,6 +43,8 @@ from domain.settings import DEFINITIONS as RUNTIME_SETTINGS
 from domain.settings import RuntimeSettings
 from domain.storage import LocalStorage
 from domain.transfers import Transfers
+from domain.parking import Parking
+from domain.parking.jobs import ParkingJobs
 from domain.venues import Venues
 from graph.context import Services
 from graph.schema import Limits, build_schema
@@ -129,6 +131,8 @@ def announce_admin_password(username: str, password: str) -> None:
 
 
 FILE_EXPIRY_INTERVAL = timedelta(minutes=5)
+PARKING_MAIL_INTERVAL = timedelta(hours=1)
+"""How often the parking reminder and report jobs look (each mails at most daily / monthly)."""
 
 
 def download_base_url(settings: Settings) -> str | None:
@@ -192,6 +196,8 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
     assets = Assets(db, gpus)
     await assets.start()
     venues = Venues(db, settings.event_default_minutes)
+    parking = Parking(db, holds, notifier)
+    parking_jobs = ParkingJobs(db, parking, notifier, transfers)
     identity = Identity(
         db,
         IdentityConfig(
@@ -213,6 +219,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
     identity.when_user_leaves(locks.release_all_of_user)
     identity.when_user_leaves(gpus.release_all_of_user)
     identity.when_user_leaves(parts.release_all_of_user)
+    identity.when_user_leaves(parking.release_all_of_user)
     created, generated = await identity.ensure_admin(
         settings.admin_username, settings.admin_email, settings.admin_password
     )
@@ -252,6 +259,7 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         apply=apply,
     )
     await runtime.start()
+    parking.setting = lambda name: runtime.values[name]
 
     def expire_due():
         hours = runtime.values["lock_auto_release_hours"]
@@ -274,6 +282,13 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         lambda: parts.purge(timedelta(seconds=runtime.values["event_retention"])),
     )
     jobs.every("file-expiry", FILE_EXPIRY_INTERVAL, files.purge_expired)
+    jobs.every(
+        "parking-expiry",
+        timedelta(seconds=settings.lock_expiry_interval),
+        lambda: parking.expire_due(timedelta(seconds=runtime.values["event_retention"])),
+    )
+    jobs.every("parking-reminders", PARKING_MAIL_INTERVAL, parking_jobs.remind_idle)
+    jobs.every("parking-report", PARKING_MAIL_INTERVAL, parking_jobs.monthly_report)
     audit = AuditLog(db)
     jobs.every(
         "audit-retention",
@@ -290,6 +305,8 @@ async def start_services(settings: Settings, db: Database, bus: EventBus) -> Ser
         parts=parts,
         part_files=part_files,
         venues=venues,
+        parking=parking,
+        parking_jobs=parking_jobs,
         jobs=jobs,
         files=files,
         transfers=transfers,

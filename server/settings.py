@@ -292,6 +292,24 @@ SETTINGS: tuple[Setting, ...] = (
         "Days the audit log keeps an entry; 0 = forever (apart from event retention).",
     ),
     Setting(
+        "MAX_ACTIVE_PARKINGS_PER_USER",
+        _positive_int,
+        1,
+        "How many cars one user may have parked at once.",
+    ),
+    Setting(
+        "PARKING_RESERVATION_GRACE_MINUTES",
+        _non_negative_int,
+        15,
+        "How long after its start an unused spot reservation expires.",
+    ),
+    Setting(
+        "PARKING_REMINDER_DAYS",
+        _non_negative_int,
+        14,
+        "Remind users who have not parked for this many days (0 = never).",
+    ),
+    Setting(
         "EVENT_DEFAULT_MINUTES",
         _positive_int,
         120,
@@ -438,6 +456,9 @@ class Settings:
     event_retention: int
     audit_retention_days: int
     event_default_minutes: int
+    max_active_parkings_per_user: int
+    parking_reservation_grace_minutes: int
+    parking_reminder_days: int
     lock_auto_release_hours: int
     lock_expiry_interval: int
     subscriber_queue_size: int

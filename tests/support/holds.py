@@ -16,9 +16,12 @@ from db.assets import GpuHold
 from db.engine import Database
 from db.identity import User
 from db.locks import Lock
+from db.parking import SpotBooking
 from db.parts import PartClaim
 from tests.support.assets import gpu
 from tests.support.graphql import GraphQL
+from tests.support.parking import lot as parking_lot
+from tests.support.parking import settings as parking_settings
 from tests.support.parts import approved_part
 
 
@@ -285,4 +288,111 @@ class PartArea(HoldArea):
             await db.dispose()
 
 
-AREAS = [LockArea(), GpuArea(), PartArea()]
+SPOT_EVENT = "seq kind actor { username } holder { username } message spotNumber"
+
+
+class SpotArea(HoldArea):
+    """A thing is a spot of one contract lot ("<lot id>:<spot number>"), taken by parking in
+    it (park with spotNumber) and given back by leaving; the per-user limit is raised so one
+    person may hold many. The client remembers the booking each take returned, as a real one
+    does (leave and requestSpotRelease name the booking)."""
+
+    name = "spots"
+    kinds = Kinds("PARKED", "LEFT", "FORCE_RELEASED", "RELEASE_REQUESTED")
+    history_field = "lotHistory"
+    events_field = "lotAvailability"
+    bad_targets = (
+        ("1:0", "BAD_USER_INPUT"),
+        ("lot-1:1", "BAD_USER_INPUT"),
+        ("999999:1", "NOT_FOUND"),
+    )
+    hold_kinds = ("PARKED", "LEFT", "FORCE_RELEASED", "RELEASE_REQUESTED")
+    LOT_NAME = "Contract lot"
+
+    def __init__(self) -> None:
+        self.lot_id: str | None = None
+        self.bookings: dict[str, str] = {}
+
+    async def _find_lot(self, api: GraphQL, token: str) -> str | None:
+        data = await api.data("{ parkingLots { id name } }", token=token)
+        found = [lot["id"] for lot in data["parkingLots"] if lot["name"] == self.LOT_NAME]
+        self.lot_id = found[0] if found else None
+        return self.lot_id
+
+    async def target(self, api: GraphQL, admin: str, index: int = 0) -> str:
+        lot_id = await self._find_lot(api, admin)
+        if lot_id is None:
+            await parking_settings(api, admin, maxActiveParkingsPerUser=100)
+            lot_id = self.lot_id = (
+                await parking_lot(api, admin, name=self.LOT_NAME, spotCount=30)
+            )["id"]
+        return f"{lot_id}:{index + 1}"
+
+    async def take(self, api: GraphQL, token: str, target: str) -> dict:
+        lot_id, number = target.split(":")
+        answer = await api.post(
+            "mutation($lot: ID!, $spot: Int, $v: String!) { park(lotId: $lot, spotNumber: $spot, "
+            "vehicleNumber: $v) { id spot { number } user { username } } }",
+            {"lot": lot_id, "spot": int(number), "v": f"HF{number}"},
+            token=token,
+        )
+        if "errors" not in answer:
+            self.bookings[target] = answer["data"]["park"]["id"]
+        return answer
+
+    async def release(self, api: GraphQL, token: str, target: str, force: bool = False) -> dict:
+        return await api.post(
+            "mutation($id: ID!, $f: Boolean) { leave(bookingId: $id, force: $f) "
+            "{ id status user { username } } }",
+            {"id": self.bookings[target], "f": force},
+            token=token,
+        )
+
+    async def ask(self, api: GraphQL, token: str, target: str, message: str) -> dict:
+        return await api.post(
+            "mutation($id: ID!, $m: String) { requestSpotRelease(bookingId: $id, message: $m) "
+            f"{{ {SPOT_EVENT} }} }}",
+            {"id": self.bookings[target], "m": message},
+            token=token,
+        )
+
+    async def history(self, api: GraphQL, token: str, since: int | None = None) -> list[dict]:
+        lot_id = await self._find_lot(api, token)
+        if lot_id is None:
+            return []
+        data = await api.data(
+            f"query($l: ID!, $s: Long) {{ lotHistory(lotId: $l, since: $s, first: 1000) "
+            f"{{ {SPOT_EVENT} }} }}",
+            {"l": lot_id, "s": since},
+            token=token,
+        )
+        return [event for event in data["lotHistory"] if event["kind"] in self.hold_kinds]
+
+    def live(self, since: int | None) -> tuple[str, dict]:
+        query = (
+            "subscription($l: ID!, $s: Long) { lotAvailability(lotId: $l, since: $s) "
+            f"{{ {SPOT_EVENT} }} }}"
+        )
+        return query, {"l": self.lot_id, "s": since}
+
+    def holder_named(self, error: dict) -> str:
+        return error["extensions"]["holder"]["username"]
+
+    def holder_of(self, event: dict) -> str:
+        return event["holder"]["username"]
+
+    async def held(self, database_url: str) -> dict[str, str]:
+        db = Database(database_url)
+        try:
+            async with db.read() as session:
+                rows = await session.execute(
+                    select(SpotBooking.lot_id, SpotBooking.spot_number, User.username)
+                    .join(User, User.id == SpotBooking.user_id)
+                    .where(SpotBooking.status == "PARKED")
+                )
+                return {f"{lot}:{number}": username for lot, number, username in rows.all()}
+        finally:
+            await db.dispose()
+
+
+AREAS = [LockArea(), GpuArea(), PartArea(), SpotArea()]
