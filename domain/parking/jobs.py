@@ -203,6 +203,6 @@ class ParkingJobs:
         user = await session.get(User, context.created_by)
         if user is not None and user.active:
             mail = export_ready(
-                "your parking history", context.job_id, EXPORT_KEPT.days, self.notifier.public_url
+                "parking history", context.job_id, EXPORT_KEPT.days, self.notifier.public_url
             )
             await self.notifier.queue(session, "spot-bookings-export", user.email, mail)
