@@ -3,8 +3,7 @@
 //
 // It follows every area's stream (each project's lockEvents, gpuEvents, partEvents, each lot's
 // lotAvailability, where the server has them) and reads `heldBy` again whenever an event may
-// change what the user holds: one naming them as actor or holder (a lot's events name nobody,
-// so every one counts). Each feed subscribes first and the list is read once it has joined, so
+// change what the user holds: one naming them as actor or holder. Each feed subscribes first and the list is read once it has joined, so
 // no change between the read and the subscription is missed. Reads never overlap: an event
 // during a read asks for one more read after it.
 
@@ -19,7 +18,7 @@ const STREAMS = {
   partEvents: `subscription($since: Long) {
     partEvents(since: $since) { seq actor { username } holder { username } } }`,
   lotAvailability: `subscription($lotId: ID!, $since: Long) {
-    lotAvailability(lotId: $lotId, since: $since) { seq } }`,
+    lotAvailability(lotId: $lotId, since: $since) { seq actor { username } holder { username } } }`,
 };
 const AREAS = { locks: "Lock", gpus: "GPU", parts: "Part", spots: "Parking spot" };
 const LINKS = { locks: "/", gpus: "/?page=assets", parts: "/?page=parts", spots: "/?page=parking" };
@@ -113,12 +112,11 @@ function read() {
 }
 
 function namesMe(field, event) {
-  if (field === "lotAvailability") return true;
   const mine = (user) => Boolean(user) && user.username === me();
   if (mine(event.actor)) return true;
   if (field === "lockEvents") return mine(event.lock && event.lock.owner);
   if (field === "gpuEvents") return mine(event.gpu && event.gpu.holder);
-  return mine(event.holder);
+  return mine(event.holder); // partEvents, lotAvailability
 }
 
 /** The feeds' states as one: live when all are, else the worst. */

@@ -6,24 +6,28 @@
 // lot's stream and reads that lot again once its subscription has joined (LiveFeed's
 // `onJoined`); events that arrive while it loads are applied after. Each event carries the
 // lot's counts after it, so applying them in order leaves the newest. The user's bookings are
-// read again after every lot event too (a reservation expiring, another tab parking).
+// read again after every lot event naming them (a reservation expiring, another tab parking).
 //
-// The running cost is for display only: the rate times the whole hours begun, at least one,
-// worked out here in exact decimal arithmetic; the cost the server gives on leaving is the truth.
+// The running cost is for display only: the booking's rate (the lot's price per hour when it was
+// booked) times the whole hours begun, at least one, worked out here in exact decimal
+// arithmetic; the cost the server gives on leaving is the truth.
 
 import { LiveFeed } from "./live.js";
 import { $, ask, button, cell, describe, notify, setLive, since } from "./ui.js";
 
 const LOT_FIELDS = "id name address pricePerHour spotCount active free occupied reserved";
-const BOOKING_FIELDS = `id status vehicleNumber reservedFrom reservedUntil parkedAt leftAt cost
+const BOOKING_FIELDS = `id status vehicleNumber reservedFrom reservedUntil parkedAt leftAt rate cost
   spot { number lot { id name pricePerHour } }`;
 const LOT_EVENTS = `subscription($lotId: ID!, $since: Long) {
-  lotAvailability(lotId: $lotId, since: $since) { seq kind at lot { ${LOT_FIELDS} } }
+  lotAvailability(lotId: $lotId, since: $since) {
+    seq kind at message spotNumber actor { username } holder { username } lot { ${LOT_FIELDS} } }
 }`;
 const ACTIVE = new Set(["PARKED", "RESERVED"]);
 const VEHICLE_KEY = "holdfast.vehicle";
 const TICK_MS = 1_000;
 const HOUR_MS = 3_600_000;
+
+const me = () => page.session.user && page.session.user.username;
 
 const page = {
   session: null,
@@ -109,7 +113,7 @@ function renderLots(changedId) {
 
 function runningCost(booking, now) {
   if (booking.status !== "PARKED" || !booking.parkedAt) return null;
-  return money(times(booking.spot.lot.pricePerHour, hoursBegun(booking.parkedAt, now)));
+  return money(times(booking.rate ?? booking.spot.lot.pricePerHour, hoursBegun(booking.parkedAt, now)));
 }
 
 function renderBookings() {
@@ -190,6 +194,19 @@ function readBookings() {
   return page.reading;
 }
 
+/** An event about the user's booking: read the bookings again, and say what others did. */
+function told(event) {
+  const mine = (user) => Boolean(user) && user.username === me();
+  if (!mine(event.holder) && !mine(event.actor)) return;
+  readBookings();
+  if (!mine(event.holder) || mine(event.actor)) return;
+  const who = event.actor ? event.actor.username : "Someone";
+  const where = `${event.lot.name}${event.spotNumber ? `, spot ${event.spotNumber}` : ""}`;
+  const said = event.message ? `: “${event.message}”` : ".";
+  if (event.kind === "RELEASE_REQUESTED") notify(`${who} asks you to free your spot in ${where}${said}`);
+  else if (event.kind === "FORCE_RELEASED") notify(`${who} ended your parking in ${where}${said}`);
+}
+
 /** A lot's subscription has joined: read the lot, then what came meanwhile. */
 async function loadLot(lotId, run) {
   page.pending.set(lotId, []);
@@ -230,7 +247,7 @@ function followLot(lotId) {
       if (run !== page.run) return;
       if (page.pending.has(lotId)) page.pending.get(lotId).push(event);
       else applyLot(event.lot);
-      readBookings();
+      told(event);
     },
     onState: (state) => showState(feed, state),
     onRefetch: () => {
