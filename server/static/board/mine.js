@@ -127,6 +127,7 @@ function showState(feed, state) {
 }
 
 function feed(field, variables = {}) {
+  const run = page.run;
   const live = new LiveFeed({
     query: STREAMS[field],
     field,
@@ -139,9 +140,13 @@ function feed(field, variables = {}) {
     },
     onState: (state) => showState(live, state),
     onRefetch: () => {
+      // Events that old are gone: follow the stream afresh, reading the list once it has joined.
+      if (run !== page.run) return;
       page.states.delete(live);
       page.feeds = page.feeds.filter((other) => other !== live);
-      page.feeds.push(feed(field, variables));
+      const again = feed(field, variables);
+      page.feeds.push(again);
+      again.start();
     },
     onFatal: (error) => {
       setLive("offline");

@@ -251,6 +251,7 @@ function followLot(lotId) {
     },
     onState: (state) => showState(feed, state),
     onRefetch: () => {
+      if (run !== page.run) return;
       page.states.delete(feed);
       followLot(lotId);
     },
