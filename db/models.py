@@ -14,6 +14,7 @@ from db import (
     server_state,
     settings,
     streams,
+    venues,
 )
 from db.base import Base
 from db.parts import files as part_files
@@ -36,4 +37,5 @@ __all__ = [
     "server_state",
     "settings",
     "streams",
+    "venues",
 ]

@@ -32,6 +32,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     case,
+    cast,
     func,
     or_,
     select,
@@ -42,7 +43,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, utcnow
 from db.identity import User
-from db.streams import HoldTable, StreamEvent
+from db.streams import HoldTable, Shown, StreamEvent
 
 LOT_SCOPE = "lot"
 """A lot's stream is `lot:<id>`."""
@@ -168,6 +169,15 @@ SPOT_BOOKINGS = HoldTable(
     holder_name="holder_username",
     token="fencing_token",
     given=("free", "occupied", "reserved", "spot_count"),
+    shown=Shown(
+        "spots",
+        what=select(ParkingLot.name + " spot " + cast(SpotBooking.spot_number, String))
+        .where(ParkingLot.id == SpotBooking.lot_id)
+        .scalar_subquery(),
+        since="starts_at",
+        until="ends_at",
+        current=SpotBooking.status.in_(("RESERVED", "PARKED")),
+    ),
 )
 
 # -- reads -------------------------------------------------------------------------------------

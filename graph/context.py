@@ -21,13 +21,13 @@ from domain.identity import Identity, Principal
 from domain.jobs import Jobs
 from domain.locks import Locks
 from domain.notify import Notifier
+from domain.parking import Parking
+from domain.parking.jobs import ParkingJobs
 from domain.parts import Parts
 from domain.parts.files import PartFiles
 from domain.projects import Projects
 from domain.settings import RuntimeSettings
 from domain.transfers import Transfers
-from domain.parking import Parking
-from domain.parking.jobs import ParkingJobs
 from domain.venues import Venues
 
 RECHECK_SECONDS = 1.0

@@ -35,6 +35,8 @@ from domain.identity import Identity, IdentityConfig, shared_jwt_secret
 from domain.jobs import Jobs
 from domain.locks import Locks
 from domain.notify import MailConfig, Notifier
+from domain.parking import Parking
+from domain.parking.jobs import ParkingJobs
 from domain.parts import Parts
 from domain.parts.files import PartFiles
 from domain.projects import DEFAULT_PROJECT_SLUG, Projects, ensure_project
@@ -43,8 +45,6 @@ from domain.settings import DEFINITIONS as RUNTIME_SETTINGS
 from domain.settings import RuntimeSettings
 from domain.storage import LocalStorage
 from domain.transfers import Transfers
-from domain.parking import Parking
-from domain.parking.jobs import ParkingJobs
 from domain.venues import Venues
 from graph.context import Services
 from graph.schema import Limits, build_schema

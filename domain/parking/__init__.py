@@ -105,6 +105,7 @@ class Parking:
         """The runtime settings' value of a name (the server points it at RuntimeSettings)."""
         self.clock: Callable[[], datetime] = utcnow
         self._streams: dict[int, int] = {}
+        holds.serve(SPOT_EVENTS)
         if notifier is not None:
             SPOT_EVENTS.mail = self.mail
             notifier.mail_on(SPOT_EVENTS)
