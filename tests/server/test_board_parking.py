@@ -1,7 +1,7 @@
 """The board's Parking page in a real browser (Debian's Chromium driven by Playwright) against a
 real server: two people see each lot's free, occupied and reserved counts change live as the
-other parks, reserves, cancels and leaves; the running cost. Screenshots land in
-test-output/."""
+other parks, reserves, cancels and leaves; the running cost; the person's Mine page shows the
+spot while they park. Screenshots land in test-output/."""
 
 from __future__ import annotations
 
@@ -104,6 +104,13 @@ async def test_a_booking_in_one_browser_changes_the_counts_in_another_live(brows
     )
     assert cost == [1, 1, 1, 2, "7.50", "0.30", "14"]
 
+    # Her Mine page (another tab) shows the spot she holds.
+    mine = await alice.context.new_page()
+    await mine.goto(f"{server.url}/?page=mine")
+    await expect(mine.locator("#live")).to_have_text("Live", timeout=10_000)
+    await expect(mine.locator("#holds tbody tr .area")).to_have_text(["Parking spot"])
+    await expect(mine.locator("#holds tbody tr .what")).to_have_text(["Garage North spot 1"])
+
     # bob reserves Lot South's only spot for tomorrow; alice sees it reserved, live.
     await lot_row(bob, south).get_by_role("button", name="Reserve in Lot South").click()
     form = bob.locator("#reserve-form")
@@ -142,13 +149,14 @@ async def test_a_booking_in_one_browser_changes_the_counts_in_another_live(brows
     OUTPUT.mkdir(exist_ok=True)
     await alice.screenshot(path=OUTPUT / "board-parking.png", full_page=True)
 
-    # alice leaves: the server's cost is shown, bob sees the spot free.
+    # alice leaves: the server's cost is shown, bob sees the spot free, her Mine page empties.
     await booking.get_by_role("button", name="Leave Garage North spot 1").click()
     await expect(alice.locator("#ask")).to_contain_text("About 2.50 so far.")
     await alice.locator("#ask-ok").click()
     await expect(alice.locator("#notices")).to_contain_text("You left Garage North: cost 2.50.")
     await expect_counts(bob, north, free=2, occupied=1, reserved=0, timeout=1_000)
     await expect(alice.locator("#bookings tbody tr")).to_have_count(0)
+    await expect(mine.locator("#mine-empty")).to_be_visible(timeout=2_000)
 
     api = GraphQL(server.url)
     await api.sign_in("alice", USER_PASSWORD)
