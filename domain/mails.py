@@ -189,8 +189,10 @@ def parking_report(month: str, rows: list[tuple[str, int, str, str, str]]) -> Ma
     """The monthly report to admins: per lot (name, stays, occupied hours, occupancy %,
     revenue)."""
     subject = f"Parking report for {month}"
-    lines = [f"{name}: {stays} stays, {hours} h, {share} occupied, revenue {revenue}"
-             for name, stays, hours, share, revenue in rows]
+    lines = [
+        f"{name}: {stays} stays, {hours} h, {share} occupied, revenue {revenue}"
+        for name, stays, hours, share, revenue in rows
+    ]
     text = f"Parking in {month} (UTC), per lot:\n\n" + ("\n".join(lines) or "No lots.") + "\n"
     cells = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(value))}</td>" for value in row) + "</tr>"

@@ -253,4 +253,3 @@ async def remove(session: AsyncSession, part: Part) -> None:
     await session.execute(delete(PartWorker).where(PartWorker.part_id == part.id))
     await session.delete(part)
     await session.flush()
-
