@@ -21,6 +21,7 @@ the embedded default has neither, and these three tables do what we need on both
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -278,9 +279,19 @@ class Jobs:
         return ran
 
     async def run_forever(self) -> None:
-        while True:
+        """Run passes until `stop`; a pass in progress is finished, never cut off mid-way (a
+        transaction cancelled in the middle can leave SQLite's write lock held)."""
+        self._stopping = asyncio.Event()
+        while not self._stopping.is_set():
             try:
                 await self.run_pending()
             except Exception:
                 logger.exception("job runner pass failed")
-            await asyncio.sleep(self.poll_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.poll_interval)
+
+    def stop(self) -> None:
+        """Let `run_forever` end after the pass it is in."""
+        stopping = getattr(self, "_stopping", None)
+        if stopping is not None:
+            stopping.set()

@@ -104,6 +104,8 @@ class AbortableConnectionMiddleware:
 
 
 GC_THRESHOLDS = (50_000, 20, 100)
+JOBS_STOP_SECONDS = 30
+"""How long shutting down waits for the job pass in progress (a long job is cut off)."""
 
 
 def tune_garbage_collector() -> None:
@@ -337,9 +339,13 @@ async def running_services(
         yield db, bus, services
     finally:
         if runner is not None:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+            services.jobs.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(runner), JOBS_STOP_SECONDS)
+            except TimeoutError:
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
         if services is not None:
             await services.settings.stop()
             await services.locks.feeds.close()

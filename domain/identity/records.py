@@ -81,7 +81,7 @@ def audited(user: User) -> dict[str, object]:
         "email": user.email,
         "role": user.role,
         "active": user.active,
-        "permissions": user.permissions,
+        "permissions": user.permissions or None,
         "password": user.password_hash,
     }
 

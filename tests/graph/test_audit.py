@@ -105,6 +105,7 @@ async def test_users_are_audited_from_creation_to_deletion_without_a_secret(api,
         "email": "m@example.com",
         "role": "user",
         "active": False,
+        "permissions": None,
         "password": "(secret)",
     }
     dump = json.dumps(found)
