@@ -170,6 +170,13 @@ class Database:
         async with self._read_sessions() as session, session.begin():
             yield session
 
+    @property
+    def engines(self) -> tuple[AsyncEngine, ...]:
+        """The engines statements run on (SQLite reads have one of their own)."""
+        if self._read_engine is self.engine:
+            return (self.engine,)
+        return (self.engine, self._read_engine)
+
     async def ping(self) -> None:
         async with self._read_engine.connect() as connection:
             await connection.execute(text("SELECT 1"))

@@ -4,6 +4,7 @@ it leaves; lists, search, the tree's query count, lost updates and deletes."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 import pytest
 from sqlalchemy import event
@@ -425,20 +426,32 @@ async def test_lists_filter_sort_page_and_search(api, people):
     assert exact["search"][0] == {"name": "fra-3"}
 
 
+COUNTING: contextvars.ContextVar[QueryCounter | None] = contextvars.ContextVar(
+    "counting", default=None
+)
+
+
 class QueryCounter:
-    def __init__(self, engine) -> None:
-        self.engine = engine.sync_engine
+    """SELECTs run on behalf of this test's requests (the request and the loader tasks it
+    starts inherit the context; the app's background jobs do not)."""
+
+    def __init__(self, db) -> None:
+        self.engines = [engine.sync_engine for engine in db.engines]
         self.count = 0
 
     def __enter__(self):
-        event.listen(self.engine, "before_cursor_execute", self._seen)
+        self.token = COUNTING.set(self)
+        for engine in self.engines:
+            event.listen(engine, "before_cursor_execute", self._seen)
         return self
 
     def __exit__(self, *_exc) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._seen)
+        for engine in self.engines:
+            event.remove(engine, "before_cursor_execute", self._seen)
+        COUNTING.reset(self.token)
 
     def _seen(self, _conn, _cursor, statement, *_args) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
+        if COUNTING.get() is self and statement.lstrip().upper().startswith("SELECT"):
             self.count += 1
 
 
@@ -451,10 +464,10 @@ async def test_the_tree_costs_the_same_few_queries_whatever_its_size(api, app, p
     admin = people["admin"]
     db = app.state.db
     await grow_tree(db, 1, 1, 1, "small")
-    with QueryCounter(db.engine) as small:
+    with QueryCounter(db) as small:
         await api.data(TREE, token=admin)
     await grow_tree(db, 10, 10, 10, "large")
-    with QueryCounter(db.engine) as large:
+    with QueryCounter(db) as large:
         answer = await api.data(TREE, token=admin)
     assert len(answer["datacenters"]) == 11
     servers = [s for d in answer["datacenters"] for s in d["servers"]]
@@ -463,7 +476,7 @@ async def test_the_tree_costs_the_same_few_queries_whatever_its_size(api, app, p
     assert all(
         c["services"][0]["container"]["name"] == c["name"] for s in servers for c in s["containers"]
     )
-    assert large.count == small.count <= 12, (small.count, large.count)
+    assert 8 <= large.count == small.count <= 12, (small.count, large.count)
 
 
 async def _parents(api, admin) -> dict:
