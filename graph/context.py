@@ -31,6 +31,7 @@ from domain.transfers import Transfers
 from domain.venues import Venues
 
 RECHECK_SECONDS = 1.0
+SLOW_SUBSCRIBER_CLOSE_CODE = 1013
 CLOSE_TIMEOUT_SECONDS = 2.0
 
 
@@ -120,6 +121,19 @@ class Context:
     def credential_expires_at(self) -> datetime | None:
         """When the caller's credential stops working (subscriptions end then)."""
         return self._principal.expires_at if self._principal else None
+
+    def live_options(self) -> dict[str, Any]:
+        """What every subscription's feed needs of its connection: when the credential ends,
+        how to check it again, how to drop a subscriber too slow to keep up (close code 1013,
+        "try again later": reconnect with since), and what to tell once it has joined."""
+        return {
+            "until": self.credential_expires_at,
+            "recheck": self.recheck,
+            "on_overflow": lambda: self.close_connection(
+                SLOW_SUBSCRIBER_CLOSE_CODE, "too slow: reconnect with since"
+            ),
+            "on_joined": self.subscription_joined(),
+        }
 
     async def close_connection(self, code: int, reason: str) -> None:
         """Close the websocket this operation runs on (no-op over HTTP).

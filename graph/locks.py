@@ -22,8 +22,6 @@ from graph.read_cache import versioned
 from graph.scalars import Long
 from graph.shared_events import shared_payload
 
-SLOW_SUBSCRIBER_CLOSE_CODE = 1013  # "try again later": reconnect with since
-
 
 @strawberry.type
 class Lock:
@@ -291,12 +289,7 @@ class LockSubscription:
             project,
             path_prefix=path_prefix,
             since=since,
-            until=info.context.credential_expires_at,
-            recheck=info.context.recheck,
-            on_overflow=lambda: info.context.close_connection(
-                SLOW_SUBSCRIBER_CLOSE_CODE, "too slow: reconnect with since"
-            ),
-            on_joined=info.context.subscription_joined(),
+            **info.context.live_options(),
         )
         graph_project = Project.of(ProjectState(found, 0))
         try:

@@ -23,8 +23,6 @@ from graph.jobs import Job
 from graph.scalars import Long
 from graph.shared_events import shared_payload
 
-SLOW_SUBSCRIBER_CLOSE_CODE = 1013
-
 SpotBookingStatus = strawberry.enum(BookingStatus, name="SpotBookingStatus")
 
 
@@ -479,12 +477,7 @@ class ParkingSubscription:
         changes = await _parking(info).follow(
             lot,
             since=since,
-            until=info.context.credential_expires_at,
-            recheck=info.context.recheck,
-            on_overflow=lambda: info.context.close_connection(
-                SLOW_SUBSCRIBER_CLOSE_CODE, "too slow: reconnect with since"
-            ),
-            on_joined=info.context.subscription_joined(),
+            **info.context.live_options(),
         )
         try:
             async for change in changes:

@@ -33,8 +33,6 @@ from graph.context import Context, decode_id
 from graph.scalars import Long
 from graph.shared_events import shared_payload
 
-SLOW_SUBSCRIBER_CLOSE_CODE = 1013
-
 AssetSort = strawberry.enum(DomainSort, name="AssetSort", description="NAME sorts GPUs by serial")
 
 
@@ -414,12 +412,7 @@ class AssetSubscription:
         changes = gpus.follow(
             await gpus.stream_id(),
             since=since,
-            until=info.context.credential_expires_at,
-            recheck=info.context.recheck,
-            on_overflow=lambda: info.context.close_connection(
-                SLOW_SUBSCRIBER_CLOSE_CODE, "too slow: reconnect with since"
-            ),
-            on_joined=info.context.subscription_joined(),
+            **info.context.live_options(),
         )
         try:
             async for change in changes:

@@ -22,8 +22,6 @@ from graph.parts.files import PartFile, part_files
 from graph.scalars import Long
 from graph.shared_events import shared_payload
 
-SLOW_SUBSCRIBER_CLOSE_CODE = 1013
-
 PartKind = strawberry.enum(part_records.PartKind, name="PartKind")
 PartStage = strawberry.enum(part_records.PartStage, name="PartStage")
 PartEventKind = strawberry.enum(part_records.PartEventKind, name="PartEventKind")
@@ -353,12 +351,7 @@ class PartSubscription:
         changes = parts.follow(
             await parts.stream_id(),
             since=since,
-            until=info.context.credential_expires_at,
-            recheck=info.context.recheck,
-            on_overflow=lambda: info.context.close_connection(
-                SLOW_SUBSCRIBER_CLOSE_CODE, "too slow: reconnect with since"
-            ),
-            on_joined=info.context.subscription_joined(),
+            **info.context.live_options(),
         )
         try:
             async for change in changes:
