@@ -33,14 +33,7 @@ def lock_alert(change: Change, project_slug: str, public_url: str) -> Mail | Non
         lead = f"{actor.username} asks you to release your lock on {event.path} in {project_slug}."
     else:
         return None
-    note = f'\n\nTheir message: "{event.message}"' if event.message else ""
-    text = f"{lead}{note}\n\nSee who holds what: {board}\n"
-    quoted = f"<p>Their message: <q>{html.escape(event.message)}</q></p>" if event.message else ""
-    body = (
-        f"<p>{html.escape(lead)}</p>{quoted}"
-        f'<p><a href="{html.escape(board)}">See who holds what</a></p>'
-    )
-    return Mail(subject, text, f"<!doctype html><html><body>{body}</body></html>")
+    return _board_mail(subject, lead, event.message, board)
 
 
 def link_mail(subject: str, lead: str, link: str, action: str, footer: str) -> Mail:

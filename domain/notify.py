@@ -15,6 +15,7 @@ retries with backoff. With no SMTP server configured, messages are kept as `skip
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
@@ -27,14 +28,14 @@ from db import projects as project_store
 from db import streams as stream_store
 from db.base import utcnow
 from db.engine import Database
-from db.identity import User
+from db.identity import User, get_users
 from db.notify import OutboxMessage, Watch
 from domain import audit
 from domain.jobs import Jobs
 from domain.mails import Mail
 from domain.paths import normalize_prefix
 from domain.projects import ProjectState, find_project
-from domain.streams import EventSource
+from domain.streams import Change, EventSource
 
 logger = logging.getLogger("holdfast.notify")
 
@@ -95,6 +96,25 @@ class Notifier:
                 SEND_JOB, {"message": message.id}, session=session, max_attempts=SEND_ATTEMPTS
             )
         return message
+
+    async def tell_holders(
+        self,
+        session: AsyncSession,
+        changes: list[Change],
+        alert: Callable[[Change, str], Mail | None],
+        area: str,
+    ) -> None:
+        """An area's mail rule: for each change `alert` has words for, mail its holder (active
+        users only), as kind `<area>-<event kind>`."""
+        alerts = [(c, mail) for c in changes if (mail := alert(c, self.public_url)) is not None]
+        holders = {
+            user.id: user for user in await get_users(session, {c.holder.id for c, _ in alerts})
+        }
+        for change, mail in alerts:
+            holder = holders.get(change.holder.id)
+            if holder is not None and holder.active:
+                kind = f"{area}-{change.event.kind.lower().replace('_', '-')}"
+                await self.queue(session, kind, holder.email, mail)
 
     def mail_on(self, source: EventSource) -> None:
         """Run `source.mail` for every event of the source's streams, once per cluster."""

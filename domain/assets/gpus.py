@@ -309,18 +309,8 @@ class GpuHolds:
     async def mail(self, session: AsyncSession, stream_id: int, changes: list[Change]) -> None:
         """The mailer's rule for GPU events: the holder hears when someone else acts on their
         hold (force-release, a request, an assignment)."""
-        if self.notifier is None:
-            return
-        alerts = [(c, mail) for c in changes if (mail := gpu_alert(c, self.notifier.public_url))]
-        users = {
-            user.id: user
-            for user in await get_users(session, {change.holder.id for change, _ in alerts})
-        }
-        for change, mail in alerts:
-            holder = users.get(change.holder.id)
-            if holder is not None and holder.active:
-                kind = f"gpu-{change.event.kind.lower().replace('_', '-')}"
-                await self.notifier.queue(session, kind, holder.email, mail)
+        if self.notifier is not None:
+            await self.notifier.tell_holders(session, changes, gpu_alert, "gpu")
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import parking as store
 from db.base import counted, utcnow
 from db.engine import Database, try_cluster_lock
-from db.identity import User, get_user_by_username, get_users, lock_user
+from db.identity import User, get_user_by_username, lock_user
 from db.parking import LOT_SCOPE, SPOT_BOOKINGS, ParkingLot, ParkingSpot, SpotBooking, SpotEvent
 from db.streams import Stream, create_stream, get_stream, purge_events_before
 from domain import audit
@@ -585,18 +585,8 @@ class Parking:
 
     async def mail(self, session: AsyncSession, stream_id: int, changes: list[Change]) -> None:
         """The mailer's rule: the holder hears when someone else (or time) acts on their spot."""
-        if self.notifier is None:
-            return
-        alerts = [(c, mail) for c in changes if (mail := spot_alert(c, self.notifier.public_url))]
-        users = {
-            user.id: user
-            for user in await get_users(session, {change.holder.id for change, _ in alerts})
-        }
-        for change, mail in alerts:
-            holder = users.get(change.holder.id)
-            if holder is not None and holder.active:
-                kind = f"spot-{change.event.kind.lower().replace('_', '-')}"
-                await self.notifier.queue(session, kind, holder.email, mail)
+        if self.notifier is not None:
+            await self.notifier.tell_holders(session, changes, spot_alert, "spot")
 
     # -- lots ------------------------------------------------------------------------------------
 

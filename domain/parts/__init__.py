@@ -29,7 +29,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from db import parts as store
 from db.base import utcnow
 from db.engine import Database
-from db.identity import User, get_users
+from db.identity import User
 from db.parts import PART_STREAM, Part, PartClaim, PartEvent
 from db.streams import create_stream, purge_events_before
 from domain import audit
@@ -417,15 +417,8 @@ class Parts(PartReads):
 
     async def mail(self, session: AsyncSession, stream_id: int, changes: list[Change]) -> None:
         """The claimer hears when someone else unclaims their part or asks for it."""
-        if self.notifier is None:
-            return
-        alerts = [(c, m) for c in changes if (m := part_alert(c, self.notifier.public_url))]
-        users = {u.id: u for u in await get_users(session, {c.holder.id for c, _ in alerts})}
-        for change, mail in alerts:
-            holder = users.get(change.holder.id)
-            if holder is not None and holder.active:
-                kind = f"part-{change.event.kind.lower().replace('_', '-')}"
-                await self.notifier.queue(session, kind, holder.email, mail)
+        if self.notifier is not None:
+            await self.notifier.tell_holders(session, changes, part_alert, "part")
 
     def follow(
         self,
