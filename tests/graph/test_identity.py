@@ -99,8 +99,12 @@ async def test_login_takes_the_same_time_for_unknown_user_and_wrong_password(set
                 return time.perf_counter() - started
 
             await timed("admin")
-            known = sorted([await timed("admin") for _ in range(3)])[1]
-            unknown = sorted([await timed("nobody") for _ in range(3)])[1]
+            # interleaved, and the fastest of each: load from other tests only adds time
+            known_times, unknown_times = [], []
+            for _ in range(5):
+                known_times.append(await timed("admin"))
+                unknown_times.append(await timed("nobody"))
+            known, unknown = min(known_times), min(unknown_times)
     assert known > 0.02, "the production hash should be measurable"
     assert 0.5 < unknown / known < 2
 
